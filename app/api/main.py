@@ -1,0 +1,11 @@
+"""One router for the whole API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.routes import datasets, health
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(datasets.router)

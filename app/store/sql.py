@@ -1,0 +1,557 @@
+"""The SQLAlchemy store shared by the SQLite and PostGIS backends.
+
+Dialect specifics (geometry binding and reading, bounding-box filters, connection set-up)
+are the few hook methods that :class:`~app.store.sqlite.SqliteStore` and
+:class:`~app.store.postgis.PostgisStore` override.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import Engine, MetaData, Table, delete, func, inspect, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.store.base import Conflict, DatasetMeta, NotFound, SchemaMismatch, Store
+from app.store.schema import SCHEMA_VERSION
+from geo.dataset import SITE_COLUMNS, Dataset, empty_sites
+from geo.projection import WGS84
+
+_BATCH = 20_000
+
+
+class SqlStore(Store):
+    """A store over any SQLAlchemy engine; subclasses supply the geometry hooks."""
+
+    kind = "sql"
+
+    def __init__(self, engine: Engine, metadata: MetaData):
+        self.engine = engine
+        self.metadata = metadata
+        self.t: dict[str, Table] = dict(metadata.tables)
+        self._check_schema()
+
+    # --- hooks ---------------------------------------------------------------
+    def _geom_bind(self, wkb: bytes) -> Any:
+        return wkb
+
+    def _geom_read(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return column
+
+    def _bbox_clause(
+        self, table: Table, bbox: tuple[float, float, float, float]
+    ) -> ColumnElement[bool]:
+        minx, miny, maxx, maxy = bbox
+        return (
+            (table.c.maxx >= minx)
+            & (table.c.minx <= maxx)
+            & (table.c.maxy >= miny)
+            & (table.c.miny <= maxy)
+        )
+
+    def _site_geometry_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return rows
+
+    def _prepare_schema(self) -> None:
+        """Create extensions or other prerequisites before the tables."""
+
+    # --- schema --------------------------------------------------------------
+    def _check_schema(self) -> None:
+        names = set(inspect(self.engine).get_table_names())
+        ours = set(self.t)
+        if not names & ours:
+            self._prepare_schema()
+            self.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                conn.execute(self.t["schema_info"].insert().values(id=1, version=SCHEMA_VERSION))
+            return
+        version = None
+        if "schema_info" in names:
+            with self.engine.connect() as conn:
+                version = conn.execute(select(self.t["schema_info"].c.version)).scalar()
+        if version != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"the database has schema version {version!r} but this release needs {SCHEMA_VERSION}; "
+                "run `outreach migrate` (or point OUTREACH_DATABASE_URL at a new database)"
+            )
+
+    # --- datasets ------------------------------------------------------------
+    def create_dataset(self, dataset: Dataset, *, org: str | None = None) -> DatasetMeta:
+        dataset_id = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        warnings = [p.to_dict() for p in dataset.warnings]
+        groups = dataset.groups_present()
+        with self.engine.begin() as conn:
+            conn.execute(
+                self.t["datasets"]
+                .insert()
+                .values(
+                    id=dataset_id,
+                    name=dataset.name,
+                    created_at=now,
+                    n_areas=len(dataset.areas),
+                    n_sites=len(dataset.sites),
+                    org=org,
+                    warnings=json.dumps(warnings),
+                    groups=json.dumps(groups),
+                    indicator_columns=json.dumps(list(dataset.indicators.columns)),
+                    has_network=dataset.network is not None,
+                )
+            )
+            self._insert(conn, "areas", self._area_rows(dataset_id, dataset.areas))
+            self._insert(conn, "uptake", self._uptake_rows(dataset_id, dataset.uptake))
+            self._insert(conn, "indicators", self._indicator_rows(dataset_id, dataset.indicators))
+            self._insert(conn, "sites", self._site_rows(dataset_id, dataset.sites, start=0))
+            if dataset.network is not None:
+                buffer = io.BytesIO()
+                np.savez_compressed(buffer, **dataset.network.to_arrays())  # type: ignore[attr-defined]
+                conn.execute(
+                    self.t["blobs"]
+                    .insert()
+                    .values(dataset_id=dataset_id, part="network", data=buffer.getvalue())
+                )
+        return DatasetMeta(
+            dataset_id,
+            dataset.name,
+            len(dataset.areas),
+            now,
+            warnings,
+            org,
+            len(dataset.sites),
+            groups,
+            dataset.network is not None,
+        )
+
+    def list_datasets(
+        self, *, org: str | None = None, all_orgs: bool = True, limit: int = 1000, offset: int = 0
+    ) -> tuple[list[DatasetMeta], int]:
+        table = self.t["datasets"]
+        where = [] if all_orgs else [(table.c.org.is_(None)) | (table.c.org == org)]
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+            rows = (
+                conn.execute(
+                    select(table)
+                    .where(*where)
+                    .order_by(table.c.created_at.desc(), table.c.id)
+                    .limit(limit)
+                    .offset(offset)
+                )
+                .mappings()
+                .all()
+            )
+        return [self._meta(row) for row in rows], int(total)
+
+    def get_dataset_meta(self, dataset_id: str) -> DatasetMeta:
+        table = self.t["datasets"]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.id == dataset_id)).mappings().first()
+        if row is None:
+            raise NotFound("dataset", dataset_id)
+        return self._meta(row)
+
+    def load_dataset(self, dataset_id: str) -> Dataset:
+        meta = self.get_dataset_meta(dataset_id)
+        t = self.t
+        with self.engine.connect() as conn:
+            areas = conn.execute(
+                select(
+                    t["areas"].c.area_code,
+                    t["areas"].c.area_name,
+                    t["areas"].c.parent_code,
+                    self._geom_read(t["areas"].c.geom).label("geom"),
+                )
+                .where(t["areas"].c.dataset_id == dataset_id)
+                .order_by(t["areas"].c.idx)
+            ).all()
+            uptake = pd.DataFrame(
+                conn.execute(
+                    select(
+                        *(
+                            t["uptake"].c[c]
+                            for c in (
+                                "area_code",
+                                "age_band",
+                                "sex",
+                                "ethnic_group",
+                                "eligible",
+                                "vaccinated",
+                            )
+                        )
+                    )
+                    .where(t["uptake"].c.dataset_id == dataset_id)
+                    .order_by(t["uptake"].c.row)
+                ).all(),
+                columns=["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"],
+            )
+            indicators = pd.DataFrame(
+                conn.execute(
+                    select(
+                        t["indicators"].c.area_code, t["indicators"].c.name, t["indicators"].c.value
+                    ).where(t["indicators"].c.dataset_id == dataset_id)
+                ).all(),
+                columns=["area_code", "name", "value"],
+            )
+            sites = self._load_sites(conn, dataset_id)
+            network_blob = conn.execute(
+                select(t["blobs"].c.data).where(
+                    (t["blobs"].c.dataset_id == dataset_id) & (t["blobs"].c.part == "network")
+                )
+            ).scalar()
+        area_frame = pd.DataFrame(areas, columns=["area_code", "area_name", "parent_code", "geom"])
+        geometry = shapely.from_wkb([bytes(g) for g in area_frame.pop("geom")])
+        area_gdf = gpd.GeoDataFrame(
+            area_frame.astype({"area_code": object}),
+            geometry=gpd.GeoSeries(geometry, crs=WGS84),
+            crs=WGS84,
+        )
+        uptake = uptake.astype({"eligible": np.int64, "vaccinated": np.int64})
+        wide = (
+            indicators.pivot(index="area_code", columns="name", values="value")
+            if len(indicators)
+            else pd.DataFrame(index=pd.Index([], name="area_code"))
+        )
+        order = json.loads(self._raw_meta_field(dataset_id, "indicator_columns"))
+        wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+        wide = wide.reindex(area_gdf["area_code"][area_gdf["area_code"].isin(wide.index)]).astype(
+            np.float64
+        )
+        wide.columns.name = None
+        network = None
+        if network_blob is not None:
+            from geo.network import StreetNetwork
+
+            with np.load(io.BytesIO(bytes(network_blob))) as arrays:
+                network = StreetNetwork.from_arrays({k: arrays[k] for k in arrays.files})
+        from geo._errors import Problem
+
+        warnings = [Problem(**w) for w in meta.warnings]
+        return Dataset(meta.name, area_gdf, uptake, wide, sites, network, warnings)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self.get_dataset_meta(dataset_id)
+        with self.engine.begin() as conn:
+            for name in ("results", "blobs", "sites", "indicators", "uptake", "areas", "plans"):
+                conn.execute(delete(self.t[name]).where(self.t[name].c.dataset_id == dataset_id))
+            conn.execute(delete(self.t["datasets"]).where(self.t["datasets"].c.id == dataset_id))
+
+    def add_sites(self, dataset_id: str, sites: gpd.GeoDataFrame) -> int:
+        table = self.t["sites"]
+        with self.engine.begin() as conn:
+            meta = conn.execute(
+                select(self.t["datasets"].c.n_sites).where(self.t["datasets"].c.id == dataset_id)
+            ).first()
+            if meta is None:
+                raise NotFound("dataset", dataset_id)
+            existing = set(
+                conn.execute(
+                    select(table.c.site_id).where(table.c.dataset_id == dataset_id)
+                ).scalars()
+            )
+            clash = sorted(set(sites["site_id"]) & existing)
+            if clash:
+                raise Conflict(f"site ids already in the dataset: {', '.join(clash[:20])}")
+            start = int(
+                conn.execute(
+                    select(func.coalesce(func.max(table.c.idx) + 1, 0)).where(
+                        table.c.dataset_id == dataset_id
+                    )
+                ).scalar_one()
+            )
+            self._insert(conn, "sites", self._site_rows(dataset_id, sites, start=start))
+            conn.execute(
+                update(self.t["datasets"])
+                .where(self.t["datasets"].c.id == dataset_id)
+                .values(n_sites=self.t["datasets"].c.n_sites + len(sites))
+            )
+            conn.execute(
+                delete(self.t["results"]).where(self.t["results"].c.dataset_id == dataset_id)
+            )
+        return len(sites)
+
+    def area_codes_in_bbox(
+        self, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> np.ndarray:
+        table = self.t["areas"]
+        with self.engine.connect() as conn:
+            codes = (
+                conn.execute(
+                    select(table.c.area_code).where(
+                        (table.c.dataset_id == dataset_id) & self._bbox_clause(table, bbox)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return np.asarray(codes, dtype=object)
+
+    # --- results -------------------------------------------------------------
+    def save_result(self, dataset_id: str, key: str, parts: dict[str, bytes]) -> None:
+        table = self.t["results"]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(table).where((table.c.dataset_id == dataset_id) & (table.c.key == key))
+                )
+                conn.execute(
+                    table.insert(),
+                    [
+                        {"dataset_id": dataset_id, "key": key, "part": p, "data": d}
+                        for p, d in parts.items()
+                    ],
+                )
+        except IntegrityError:
+            pass  # computed concurrently by another worker, or the dataset was deleted
+
+    def load_result(self, dataset_id: str, key: str) -> dict[str, bytes] | None:
+        table = self.t["results"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.part, table.c.data).where(
+                    (table.c.dataset_id == dataset_id) & (table.c.key == key)
+                )
+            ).all()
+        return {part: bytes(data) for part, data in rows} or None
+
+    # --- plans ---------------------------------------------------------------
+    def save_plan(self, plan: dict[str, Any], *, org: str | None = None) -> None:
+        summary = {k: plan.get(k) for k in ("id", "dataset_id", "created_at")}
+        summary["n_sites"] = len(plan.get("sites", []))
+        summary["reached"] = (plan.get("totals") or {}).get("reached")
+        summary["reached_share"] = (plan.get("totals") or {}).get("reached_share")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    self.t["plans"]
+                    .insert()
+                    .values(
+                        id=plan["id"],
+                        dataset_id=plan["dataset_id"],
+                        created_at=datetime.fromisoformat(plan["created_at"]),
+                        org=org,
+                        summary=json.dumps(summary),
+                        body=json.dumps(plan),
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(f"plan {plan['id']} already exists or its dataset is gone") from exc
+
+    def get_plan(self, plan_id: str) -> tuple[dict[str, Any], str | None]:
+        table = self.t["plans"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.body, table.c.org).where(table.c.id == plan_id)
+            ).first()
+        if row is None:
+            raise NotFound("plan", plan_id)
+        return json.loads(row.body), row.org
+
+    def list_plans(self, *, dataset_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        table = self.t["plans"]
+        query = (
+            select(table.c.summary, table.c.org).order_by(table.c.created_at.desc()).limit(limit)
+        )
+        if dataset_id is not None:
+            query = query.where(table.c.dataset_id == dataset_id)
+        with self.engine.connect() as conn:
+            return [{**json.loads(row.summary), "org": row.org} for row in conn.execute(query)]
+
+    # --- jobs ----------------------------------------------------------------
+    def create_job(self, job: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(self.t["jobs"].insert().values(created_at=now, updated_at=now, **job))
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(self.t["jobs"])
+                .where(self.t["jobs"].c.id == job_id)
+                .values(updated_at=datetime.now(UTC), **fields)
+            )
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        table = self.t["jobs"]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound("job", job_id)
+        return dict(row)
+
+    # --- keys ----------------------------------------------------------------
+    def create_key(self, record: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.t["api_keys"].insert().values(created_at=datetime.now(UTC), **record))
+
+    def find_key(self, key_hash: str) -> dict[str, Any] | None:
+        table = self.t["api_keys"]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.key_hash == key_hash)).mappings().first()
+        return dict(row) if row else None
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        table = self.t["api_keys"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table).order_by(table.c.created_at)).mappings().all()
+        return [{k: v for k, v in row.items() if k != "key_hash"} for row in rows]
+
+    def revoke_key(self, key_id: str) -> None:
+        table = self.t["api_keys"]
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where((table.c.id == key_id) & table.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            if result.rowcount == 0:
+                exists = conn.execute(select(table.c.id).where(table.c.id == key_id)).first()
+                if exists is None:
+                    raise NotFound("key", key_id)
+
+    def count_keys(self) -> int:
+        table = self.t["api_keys"]
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(table).where(table.c.revoked_at.is_(None))
+                ).scalar_one()
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- helpers -------------------------------------------------------------
+    def _insert(self, conn: Any, name: str, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), _BATCH):
+            conn.execute(self.t[name].insert(), rows[start : start + _BATCH])
+
+    def _meta(self, row: Any) -> DatasetMeta:
+        created = row["created_at"]
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return DatasetMeta(
+            row["id"],
+            row["name"],
+            row["n_areas"],
+            created,
+            json.loads(row["warnings"]),
+            row["org"],
+            row["n_sites"],
+            json.loads(row["groups"]),
+            bool(row["has_network"]),
+        )
+
+    def _raw_meta_field(self, dataset_id: str, field: str) -> str:
+        table = self.t["datasets"]
+        with self.engine.connect() as conn:
+            return str(
+                conn.execute(select(table.c[field]).where(table.c.id == dataset_id)).scalar_one()
+            )
+
+    def _area_rows(self, dataset_id: str, areas: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+        geoms = np.asarray(areas.geometry.array, dtype=object)
+        wkb = shapely.to_wkb(geoms)
+        bounds = shapely.bounds(geoms)
+        frame = pd.DataFrame(
+            {
+                "dataset_id": dataset_id,
+                "idx": np.arange(len(areas)),
+                "area_code": areas["area_code"].astype(object).to_numpy(),
+                "area_name": areas["area_name"].astype(object).to_numpy(),
+                "parent_code": areas["parent_code"].astype(object).to_numpy(),
+                "minx": bounds[:, 0],
+                "miny": bounds[:, 1],
+                "maxx": bounds[:, 2],
+                "maxy": bounds[:, 3],
+            }
+        ).astype(object)
+        frame = frame.where(frame.notna(), None)
+        rows = frame.to_dict("records")
+        for row, blob in zip(rows, wkb, strict=True):
+            row["geom"] = self._geom_bind(blob)
+        return rows
+
+    def _uptake_rows(self, dataset_id: str, uptake: pd.DataFrame) -> list[dict[str, Any]]:
+        frame = uptake[
+            ["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"]
+        ].astype(
+            {
+                "area_code": object,
+                "age_band": object,
+                "sex": object,
+                "ethnic_group": object,
+                "eligible": object,
+                "vaccinated": object,
+            }
+        )
+        frame.insert(0, "row", np.arange(len(frame)).astype(object))
+        frame.insert(0, "dataset_id", dataset_id)
+        records = frame.to_dict("records")
+        for r in records:  # numpy ints -> Python ints for every driver
+            r["row"], r["eligible"], r["vaccinated"] = (
+                int(r["row"]),
+                int(r["eligible"]),
+                int(r["vaccinated"]),
+            )
+        return records
+
+    def _indicator_rows(self, dataset_id: str, indicators: pd.DataFrame) -> list[dict[str, Any]]:
+        if indicators.empty or not len(indicators.columns):
+            return []
+        long = (
+            indicators.rename_axis("area_code")
+            .reset_index()
+            .melt(id_vars="area_code", var_name="name", value_name="value")
+            .dropna(subset=["value"])
+        )
+        long = long.astype({"area_code": object, "name": object, "value": object})
+        long.insert(0, "dataset_id", dataset_id)
+        records = long.to_dict("records")
+        for r in records:
+            r["value"] = float(r["value"])
+        return records
+
+    def _site_rows(
+        self, dataset_id: str, sites: gpd.GeoDataFrame, *, start: int
+    ) -> list[dict[str, Any]]:
+        if len(sites) == 0:
+            return []
+        frame = pd.DataFrame({c: sites[c].to_numpy(dtype=object) for c in SITE_COLUMNS})
+        frame["lon"] = sites.geometry.x.to_numpy()
+        frame["lat"] = sites.geometry.y.to_numpy()
+        frame["idx"] = np.arange(start, start + len(sites))
+        frame["dataset_id"] = dataset_id
+        frame = frame.astype(object).where(frame.notna(), None)
+        for text in ("subtype", "name", "community"):
+            frame[text] = frame[text].where(frame[text].notna(), "")
+        records = frame.to_dict("records")
+        for r in records:
+            r["idx"], r["lon"], r["lat"] = int(r["idx"]), float(r["lon"]), float(r["lat"])
+            for c in ("capacity_per_day", "cost"):
+                r[c] = None if r[c] is None else float(r[c])
+        return self._site_geometry_rows(records)
+
+    def _load_sites(self, conn: Any, dataset_id: str) -> gpd.GeoDataFrame:
+        table = self.t["sites"]
+        rows = conn.execute(
+            select(*(table.c[c] for c in (*SITE_COLUMNS, "lon", "lat")))
+            .where(table.c.dataset_id == dataset_id)
+            .order_by(table.c.idx)
+        ).all()
+        if not rows:
+            return empty_sites()
+        frame = pd.DataFrame(rows, columns=[*SITE_COLUMNS, "lon", "lat"])
+        frame = frame.astype({"capacity_per_day": float, "cost": float})
+        for text in ("site_id", "site_type", "subtype", "status", "name", "community"):
+            frame[text] = frame[text].astype(object)
+        geometry = gpd.points_from_xy(frame.pop("lon"), frame.pop("lat"), crs=WGS84)
+        return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
