@@ -107,7 +107,7 @@ def authenticate(
 
 
 def require_role(principal: Principal, needed: Role) -> None:
-    if principal.role is None:
+    if principal.role is None or (principal.anonymous and not principal.allows(needed)):
         raise ApiProblem(
             401,
             "Unauthorized",

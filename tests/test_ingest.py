@@ -33,14 +33,19 @@ def _load(files: dict[str, InputFile], **kwargs: object):  # type: ignore[no-unt
     )
 
 
-def _problems(exc: pytest.ExceptionInfo[InputError]) -> list[tuple[str, int | None, str | None, str]]:
+def _problems(
+    exc: pytest.ExceptionInfo[InputError],
+) -> list[tuple[str, int | None, str | None, str]]:
     return [(p.file, p.row, p.column, p.problem) for p in exc.value.problems]
 
 
 def test_valid_dataset_is_canonical(small_files: dict[str, InputFile]) -> None:
     dataset = _load(small_files)
     assert list(dataset.areas["area_code"]) == [f"E00{k:06d}" for k in range(1, 7)]
-    assert list(dataset.areas["parent_code"]) == ["E01000001"] * 2 + ["E01000002"] * 2 + ["E01000003"] * 2
+    assert (
+        list(dataset.areas["parent_code"])
+        == ["E01000001"] * 2 + ["E01000002"] * 2 + ["E01000003"] * 2
+    )
     assert dataset.areas.crs.to_epsg() == 4326
     assert dataset.metric_crs.to_epsg() == 27700
     assert dataset.uptake["eligible"].dtype == np.int64
@@ -88,9 +93,13 @@ def test_cap_vaccinated_option_warns_with_the_areas(small_files: dict[str, Input
     assert any("capped" in w.problem and "E00000001" in w.problem for w in dataset.warnings)
 
 
-def test_areas_without_uptake_are_a_warning_and_unknown_codes_can_be_dropped(small_files: dict[str, InputFile]) -> None:
+def test_areas_without_uptake_are_a_warning_and_unknown_codes_can_be_dropped(
+    small_files: dict[str, InputFile],
+) -> None:
     table = uptake_for(grid_areas()).iloc[1:]
-    table = pd.concat([table, pd.DataFrame({"area_code": ["E01999999"], "eligible": [5], "vaccinated": [1]})])
+    table = pd.concat(
+        [table, pd.DataFrame({"area_code": ["E01999999"], "eligible": [5], "vaccinated": [1]})]
+    )
     files = {**small_files, "uptake": InputFile("uptake.csv", to_bytes_csv(table))}
     dataset = _load(files, options=ImportOptions(drop_unmatched_uptake=True))
     messages = " ".join(w.problem for w in dataset.warnings)
@@ -101,7 +110,9 @@ def test_areas_without_uptake_are_a_warning_and_unknown_codes_can_be_dropped(sma
 def test_every_area_problem_is_listed(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
     areas = grid_areas()
     areas.loc[1, "OA21CD"] = "E00000001"  # duplicate code
-    bowtie = shapely.Polygon([(458000, 304000), (458400, 304400), (458400, 304000), (458000, 304400)])
+    bowtie = shapely.Polygon(
+        [(458000, 304000), (458400, 304400), (458400, 304000), (458000, 304400)]
+    )
     areas.loc[2, "geometry"] = bowtie  # invalid -> repaired with a warning
     areas.loc[3, "geometry"] = shapely.Polygon()  # empty
     areas.loc[4, "geometry"] = shapely.Point(458000, 304000)  # not a polygon
@@ -115,9 +126,13 @@ def test_every_area_problem_is_listed(tmp_path: Path, small_files: dict[str, Inp
     assert (5, "the geometry is a Point, not a polygon") in found
 
 
-def test_invalid_polygon_is_repaired_with_a_warning_or_refused(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
+def test_invalid_polygon_is_repaired_with_a_warning_or_refused(
+    tmp_path: Path, small_files: dict[str, InputFile]
+) -> None:
     areas = grid_areas()
-    areas.loc[2, "geometry"] = shapely.Polygon([(458000, 304000), (458400, 304400), (458400, 304000), (458000, 304400)])
+    areas.loc[2, "geometry"] = shapely.Polygon(
+        [(458000, 304000), (458400, 304400), (458400, 304000), (458000, 304400)]
+    )
     files = {**small_files, "areas": InputFile("areas.gpkg", to_bytes_gpkg(areas, tmp_path))}
     dataset = _load(files)
     assert dataset.areas.is_valid.all()
@@ -127,7 +142,9 @@ def test_invalid_polygon_is_repaired_with_a_warning_or_refused(tmp_path: Path, s
     assert any(p.row == 3 and "invalid" in p.problem for p in exc.value.problems)
 
 
-def test_missing_crs_and_metres_labelled_as_degrees(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
+def test_missing_crs_and_metres_labelled_as_degrees(
+    tmp_path: Path, small_files: dict[str, InputFile]
+) -> None:
     shp = zipped_shapefile(grid_areas(), tmp_path, drop_prj=True)
     with pytest.raises(InputError) as exc:
         _load({**small_files, "areas": InputFile("areas.zip", shp)})
@@ -156,7 +173,11 @@ def test_area_formats(kind: str, tmp_path: Path, small_files: dict[str, InputFil
     assert len(dataset.areas) == 6
     expected = areas.to_crs(4326)
     # Shapefiles store rings clockwise: compare normalised geometries.
-    assert shapely.equals_exact(shapely.normalize(dataset.areas.geometry.values), shapely.normalize(expected.geometry.values), tolerance=1e-7).all()
+    assert shapely.equals_exact(
+        shapely.normalize(dataset.areas.geometry.values),
+        shapely.normalize(expected.geometry.values),
+        tolerance=1e-7,
+    ).all()
 
 
 def test_wrong_file_types_are_named(small_files: dict[str, InputFile]) -> None:
@@ -198,7 +219,9 @@ def test_zip_bomb_is_refused(small_files: dict[str, InputFile]) -> None:
     assert "ratio" in exc.value.problems[0].problem
 
 
-def test_ons_and_iod_headers_are_recognised(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
+def test_ons_and_iod_headers_are_recognised(
+    tmp_path: Path, small_files: dict[str, InputFile]
+) -> None:
     areas = grid_areas().rename(columns={"OA21CD": "OA11CD", "LSOA21CD": "LSOA11CD"})
     iod = pd.DataFrame(
         {
@@ -207,11 +230,23 @@ def test_ons_and_iod_headers_are_recognised(tmp_path: Path, small_files: dict[st
             "Local Authority District code (2019)": ["E06000016"] * 4,
             "Local Authority District name (2019)": ["Leicester"] * 4,
             "Index of Multiple Deprivation (IMD) Score": ["45.1", "20.2", "5.3", "1"],
-            "Index of Multiple Deprivation (IMD) Rank (where 1 is most deprived)": ["100", "15000", "32000", "32844"],
-            "Index of Multiple Deprivation (IMD) Decile (where 1 is most deprived 10% of LSOAs)": ["1", "5", "10", "10"],
+            "Index of Multiple Deprivation (IMD) Rank (where 1 is most deprived)": [
+                "100",
+                "15000",
+                "32000",
+                "32844",
+            ],
+            "Index of Multiple Deprivation (IMD) Decile (where 1 is most deprived 10% of LSOAs)": [
+                "1",
+                "5",
+                "10",
+                "10",
+            ],
         }
     )
-    uptake = uptake_for(areas).rename(columns={"area_code": "OA11CD", "eligible": "Denominator", "vaccinated": "Numerator"})
+    uptake = uptake_for(areas).rename(
+        columns={"area_code": "OA11CD", "eligible": "Denominator", "vaccinated": "Numerator"}
+    )
     dataset = _load(
         {
             "areas": InputFile("areas.gpkg", to_bytes_gpkg(areas, tmp_path)),
@@ -226,23 +261,62 @@ def test_ons_and_iod_headers_are_recognised(tmp_path: Path, small_files: dict[st
 
 def test_census_long_ethnicity_download_becomes_shares(small_files: dict[str, InputFile]) -> None:
     rows = []
-    for code, counts in {"E01000001": (50, 10, 5, 30, 5), "E01000002": (10, 10, 10, 60, 10), "E01000003": (0, 0, 0, 100, 0)}.items():
+    for code, counts in {
+        "E01000001": (50, 10, 5, 30, 5),
+        "E01000002": (10, 10, 10, 60, 10),
+        "E01000003": (0, 0, 0, 100, 0),
+    }.items():
         for (label, sub), n in zip(
-            [("Asian, Asian British or Asian Welsh", "Indian"), ("Black, Black British, Black Welsh, Caribbean or African", "African"), ("Mixed or Multiple ethnic groups", "Other Mixed"), ("White", "English, Welsh, Scottish, Northern Irish or British"), ("Other ethnic group", "Arab")],
+            [
+                ("Asian, Asian British or Asian Welsh", "Indian"),
+                ("Black, Black British, Black Welsh, Caribbean or African", "African"),
+                ("Mixed or Multiple ethnic groups", "Other Mixed"),
+                ("White", "English, Welsh, Scottish, Northern Irish or British"),
+                ("Other ethnic group", "Arab"),
+            ],
             counts,
             strict=True,
         ):
-            rows.append({"Lower layer Super Output Areas Code": code, "Lower layer Super Output Areas": "X", "Ethnic group (20 categories) Code": "1", "Ethnic group (20 categories)": f"{label}: {sub}", "Observation": n})
-        rows.append({"Lower layer Super Output Areas Code": code, "Lower layer Super Output Areas": "X", "Ethnic group (20 categories) Code": "-8", "Ethnic group (20 categories)": "Does not apply", "Observation": 0})
+            rows.append(
+                {
+                    "Lower layer Super Output Areas Code": code,
+                    "Lower layer Super Output Areas": "X",
+                    "Ethnic group (20 categories) Code": "1",
+                    "Ethnic group (20 categories)": f"{label}: {sub}",
+                    "Observation": n,
+                }
+            )
+        rows.append(
+            {
+                "Lower layer Super Output Areas Code": code,
+                "Lower layer Super Output Areas": "X",
+                "Ethnic group (20 categories) Code": "-8",
+                "Ethnic group (20 categories)": "Does not apply",
+                "Observation": 0,
+            }
+        )
     census = InputFile("TS021.csv", to_bytes_csv(pd.DataFrame(rows)))
-    dataset = load_dataset("t", areas=small_files["areas"], uptake=small_files["uptake"], indicators=[small_files["indicators"], census])
-    assert sorted(c for c in dataset.indicators.columns if c.startswith("eth_")) == ["eth_asian", "eth_black", "eth_mixed", "eth_other", "eth_white"]
+    dataset = load_dataset(
+        "t",
+        areas=small_files["areas"],
+        uptake=small_files["uptake"],
+        indicators=[small_files["indicators"], census],
+    )
+    assert sorted(c for c in dataset.indicators.columns if c.startswith("eth_")) == [
+        "eth_asian",
+        "eth_black",
+        "eth_mixed",
+        "eth_other",
+        "eth_white",
+    ]
     assert dataset.indicators.loc["E00000001", "eth_asian"] == pytest.approx(0.5)
     assert dataset.indicators.loc["E00000005", "eth_white"] == pytest.approx(1.0)
     assert dataset.indicators.loc["E00000003", "imd_decile"] == 5
 
 
-def test_nomis_wide_ethnicity_and_wide_uptake(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
+def test_nomis_wide_ethnicity_and_wide_uptake(
+    tmp_path: Path, small_files: dict[str, InputFile]
+) -> None:
     nomis = pd.DataFrame(
         {
             "date": [2021, 2021, 2021],
@@ -254,27 +328,68 @@ def test_nomis_wide_ethnicity_and_wide_uptake(tmp_path: Path, small_files: dict[
             "Ethnic group: White": [60, 90, 100],
         }
     )
-    wide = pd.DataFrame({"area_code": [f"E00{k:06d}" for k in range(1, 7)], "eligible_18-49": [100] * 6, "vaccinated_18-49": [50] * 6, "eligible_50+": [80] * 6, "vaccinated_50+": [70] * 6})
-    dataset = load_dataset("t", areas=small_files["areas"], uptake=InputFile("uptake.csv", to_bytes_csv(wide)), indicators=[InputFile("nomis.csv", to_bytes_csv(nomis))])
+    wide = pd.DataFrame(
+        {
+            "area_code": [f"E00{k:06d}" for k in range(1, 7)],
+            "eligible_18-49": [100] * 6,
+            "vaccinated_18-49": [50] * 6,
+            "eligible_50+": [80] * 6,
+            "vaccinated_50+": [70] * 6,
+        }
+    )
+    dataset = load_dataset(
+        "t",
+        areas=small_files["areas"],
+        uptake=InputFile("uptake.csv", to_bytes_csv(wide)),
+        indicators=[InputFile("nomis.csv", to_bytes_csv(nomis))],
+    )
     assert sorted(dataset.indicators.columns) == ["eth_asian", "eth_white"]
     assert dataset.indicators.loc["E00000001", "eth_asian"] == pytest.approx(0.4)
     assert sorted(dataset.uptake["age_band"].unique()) == ["18-49", "50+"]
     assert len(dataset.uptake) == 12 and dataset.uptake["vaccinated"].sum() == 6 * 120
 
 
-def test_total_rows_beside_breakdowns_are_dropped_and_double_breakdowns_refused(small_files: dict[str, InputFile]) -> None:
+def test_total_rows_beside_breakdowns_are_dropped_and_double_breakdowns_refused(
+    small_files: dict[str, InputFile],
+) -> None:
     rows = []
     for k in range(1, 7):
         code = f"E00{k:06d}"
         rows += [
-            {"area_code": code, "age_band": "Total", "ethnic_group": "", "eligible": 200, "vaccinated": 140},
-            {"area_code": code, "age_band": "18-49", "ethnic_group": "", "eligible": 120, "vaccinated": 70},
-            {"area_code": code, "age_band": "50+", "ethnic_group": "", "eligible": 80, "vaccinated": 70},
+            {
+                "area_code": code,
+                "age_band": "Total",
+                "ethnic_group": "",
+                "eligible": 200,
+                "vaccinated": 140,
+            },
+            {
+                "area_code": code,
+                "age_band": "18-49",
+                "ethnic_group": "",
+                "eligible": 120,
+                "vaccinated": 70,
+            },
+            {
+                "area_code": code,
+                "age_band": "50+",
+                "ethnic_group": "",
+                "eligible": 80,
+                "vaccinated": 70,
+            },
         ]
     dataset = _load({**small_files, "uptake": InputFile("u.csv", to_bytes_csv(pd.DataFrame(rows)))})
     assert dataset.uptake["eligible"].sum() == 6 * 200
     assert any("total rows" in w.problem for w in dataset.warnings)
-    double = [r for r in rows if r["age_band"] != "Total"] + [{"area_code": "E00000001", "age_band": "", "ethnic_group": "Asian", "eligible": 50, "vaccinated": 20}]
+    double = [r for r in rows if r["age_band"] != "Total"] + [
+        {
+            "area_code": "E00000001",
+            "age_band": "",
+            "ethnic_group": "Asian",
+            "eligible": 50,
+            "vaccinated": 20,
+        }
+    ]
     with pytest.raises(InputError) as exc:
         _load({**small_files, "uptake": InputFile("u.csv", to_bytes_csv(pd.DataFrame(double)))})
     assert "two separate breakdowns" in exc.value.problems[0].problem
@@ -282,8 +397,24 @@ def test_total_rows_beside_breakdowns_are_dropped_and_double_breakdowns_refused(
 
 def test_lookup_table_supplies_parents(tmp_path: Path, small_files: dict[str, InputFile]) -> None:
     areas = grid_areas().drop(columns="LSOA21CD")
-    lookup = pd.DataFrame({"OA21CD": [f"E00{k:06d}" for k in range(1, 7)], "LSOA21CD": ["E01000001", "E01000001", "E01000002", "E01000002", "E01000003", "E01000003"]})
-    files = {**small_files, "areas": InputFile("areas.gpkg", to_bytes_gpkg(areas, tmp_path)), "lookup": InputFile("lookup.csv", to_bytes_csv(lookup))}
+    lookup = pd.DataFrame(
+        {
+            "OA21CD": [f"E00{k:06d}" for k in range(1, 7)],
+            "LSOA21CD": [
+                "E01000001",
+                "E01000001",
+                "E01000002",
+                "E01000002",
+                "E01000003",
+                "E01000003",
+            ],
+        }
+    )
+    files = {
+        **small_files,
+        "areas": InputFile("areas.gpkg", to_bytes_gpkg(areas, tmp_path)),
+        "lookup": InputFile("lookup.csv", to_bytes_csv(lookup)),
+    }
     dataset = _load(files)
     assert dataset.indicators.loc["E00000006", "imd_decile"] == 10
 
@@ -298,12 +429,19 @@ def test_indicators_matching_nothing_and_bad_deciles(small_files: dict[str, Inpu
 
 
 def test_explicit_column_map(small_files: dict[str, InputFile]) -> None:
-    table = uptake_for(grid_areas()).rename(columns={"area_code": "ZONE", "eligible": "pop", "vaccinated": "jabs"})
+    table = uptake_for(grid_areas()).rename(
+        columns={"area_code": "ZONE", "eligible": "pop", "vaccinated": "jabs"}
+    )
     files = {**small_files, "uptake": InputFile("uptake.csv", to_bytes_csv(table))}
     with pytest.raises(InputError) as exc:
         _load(files)
     assert len(exc.value.problems) == 3  # no code column, no eligible, no vaccinated
-    dataset = _load(files, options=ImportOptions(column_map={"zone": "area_code", "POP": "eligible", "jabs": "vaccinated"}))
+    dataset = _load(
+        files,
+        options=ImportOptions(
+            column_map={"zone": "area_code", "POP": "eligible", "jabs": "vaccinated"}
+        ),
+    )
     assert dataset.uptake["eligible"].sum() == 1200
 
 
@@ -313,12 +451,37 @@ def _sites_csv(rows: list[dict[str, object]]) -> InputFile:
 
 def test_sites_are_checked_and_kept_near_the_area(small_files: dict[str, InputFile]) -> None:
     inside = gpd.GeoSeries([shapely.Point(458_200, 304_200)], crs="EPSG:27700").to_crs(4326)[0]
-    near = gpd.GeoSeries([shapely.Point(458_200, 303_000)], crs="EPSG:27700").to_crs(4326)[0]  # 1 km south
-    far = gpd.GeoSeries([shapely.Point(458_200, 290_000)], crs="EPSG:27700").to_crs(4326)[0]  # 14 km
+    near = gpd.GeoSeries([shapely.Point(458_200, 303_000)], crs="EPSG:27700").to_crs(4326)[
+        0
+    ]  # 1 km south
+    far = gpd.GeoSeries([shapely.Point(458_200, 290_000)], crs="EPSG:27700").to_crs(4326)[
+        0
+    ]  # 14 km
     rows = [
-        {"site_id": "p1", "site_type": "Pharmacy", "status": "candidate", "lon": inside.x, "lat": inside.y, "capacity_per_day": 60},
-        {"site_id": "m1", "site_type": "Mosque", "status": "candidate", "lon": near.x, "lat": near.y, "capacity_per_day": ""},
-        {"site_id": "v1", "site_type": "vaccination centre", "status": "existing", "lon": far.x, "lat": far.y, "capacity_per_day": 800},
+        {
+            "site_id": "p1",
+            "site_type": "Pharmacy",
+            "status": "candidate",
+            "lon": inside.x,
+            "lat": inside.y,
+            "capacity_per_day": 60,
+        },
+        {
+            "site_id": "m1",
+            "site_type": "Mosque",
+            "status": "candidate",
+            "lon": near.x,
+            "lat": near.y,
+            "capacity_per_day": "",
+        },
+        {
+            "site_id": "v1",
+            "site_type": "vaccination centre",
+            "status": "existing",
+            "lon": far.x,
+            "lat": far.y,
+            "capacity_per_day": 800,
+        },
     ]
     dataset = _load({**small_files, "sites": _sites_csv(rows)})
     assert list(dataset.sites["site_id"]) == ["p1", "m1"]
@@ -334,16 +497,47 @@ def test_sites_are_checked_and_kept_near_the_area(small_files: dict[str, InputFi
 
 def test_every_site_problem_is_listed(small_files: dict[str, InputFile]) -> None:
     rows = [
-        {"site_id": "a", "site_type": "spaceport", "status": "candidate", "lon": -1.1, "lat": 52.6, "cost": "10"},
-        {"site_id": "a", "site_type": "pharmacy", "status": "maybe", "lon": -1.1, "lat": 52.6, "cost": "-3"},
-        {"site_id": "", "site_type": "school", "status": "existing", "lon": 458000, "lat": 304000, "cost": ""},
-        {"site_id": "c", "site_type": "school", "status": "existing", "lon": 52.6, "lat": -1.1, "cost": ""},
+        {
+            "site_id": "a",
+            "site_type": "spaceport",
+            "status": "candidate",
+            "lon": -1.1,
+            "lat": 52.6,
+            "cost": "10",
+        },
+        {
+            "site_id": "a",
+            "site_type": "pharmacy",
+            "status": "maybe",
+            "lon": -1.1,
+            "lat": 52.6,
+            "cost": "-3",
+        },
+        {
+            "site_id": "",
+            "site_type": "school",
+            "status": "existing",
+            "lon": 458000,
+            "lat": 304000,
+            "cost": "",
+        },
+        {
+            "site_id": "c",
+            "site_type": "school",
+            "status": "existing",
+            "lon": 52.6,
+            "lat": -1.1,
+            "cost": "",
+        },
     ]
     with pytest.raises(InputError) as exc:
         _load({**small_files, "sites": _sites_csv(rows)})
     found = {(row, problem.split(" (")[0]) for _, row, _, problem in _problems(exc)}
     assert (2, "unknown site type") in found
-    assert (2, "the site id appears more than once") in found and (3, "the site id appears more than once") in found
+    assert (2, "the site id appears more than once") in found and (
+        3,
+        "the site id appears more than once",
+    ) in found
     assert (3, "status must be 'existing' or 'candidate'") in found
     assert (3, "cost must be a number of 0 or more") in found
     assert (4, "lon/lat out of range") in found
@@ -356,7 +550,9 @@ def test_problems_from_several_files_arrive_together(small_files: dict[str, Inpu
         **small_files,
         "uptake": InputFile("uptake.csv", b"area_code,eligible,vaccinated\nE00000001,10,20\n"),
         "indicators": InputFile("imd.csv", b"area_code,imd_decile\nE01000001,0\n"),
-        "sites": _sites_csv([{"site_id": "x", "site_type": "ufo", "status": "candidate", "lon": -1.1, "lat": 52.6}]),
+        "sites": _sites_csv(
+            [{"site_id": "x", "site_type": "ufo", "status": "candidate", "lon": -1.1, "lat": 52.6}]
+        ),
     }
     with pytest.raises(InputError) as exc:
         _load(files)

@@ -209,8 +209,9 @@ class SqlStore(Store):
             ).scalar()
         area_frame = pd.DataFrame(areas, columns=["area_code", "area_name", "parent_code", "geom"])
         geometry = shapely.from_wkb([bytes(g) for g in area_frame.pop("geom")])
+        area_frame = area_frame.astype({"area_code": "str"})
         area_gdf = gpd.GeoDataFrame(
-            area_frame.astype({"area_code": object}),
+            area_frame,
             geometry=gpd.GeoSeries(geometry, crs=WGS84),
             crs=WGS84,
         )
@@ -551,7 +552,8 @@ class SqlStore(Store):
             return empty_sites()
         frame = pd.DataFrame(rows, columns=[*SITE_COLUMNS, "lon", "lat"])
         frame = frame.astype({"capacity_per_day": float, "cost": float})
-        for text in ("site_id", "site_type", "subtype", "status", "name", "community"):
-            frame[text] = frame[text].astype(object)
+        frame = frame.astype(
+            {c: "str" for c in ("site_id", "site_type", "subtype", "status", "name", "community")}
+        )
         geometry = gpd.points_from_xy(frame.pop("lon"), frame.pop("lat"), crs=WGS84)
         return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
