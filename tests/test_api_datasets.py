@@ -185,3 +185,39 @@ def test_anonymous_read_setting_and_revoked_key(make_client) -> None:  # type: i
     assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["store"] == "sqlite"
+
+
+def test_landing_page_and_cookie_session(make_client, demo_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    client, keys = make_client()
+    created = client.post(
+        "/v1/datasets",
+        data={"name": "Demo city"},
+        files=_demo_files(demo_dir),
+        headers=auth(keys["admin"]),
+    ).json()
+    page = client.get("/")
+    assert (
+        page.status_code == 200
+        and "Sign in with an API key" in page.text
+        and "Demo city" not in page.text
+    )
+    assert (
+        "content-security-policy" in page.headers
+        and page.headers["x-content-type-options"] == "nosniff"
+    )
+    bad = client.post("/session", data={"key": "okey_wrong"}, follow_redirects=False)
+    assert bad.status_code == 303 and "outreach_key" not in bad.headers.get("set-cookie", "")
+    good = client.post("/session", data={"key": keys["viewer"]}, follow_redirects=False)
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    page = client.get("/")
+    assert (
+        "Demo city" in page.text
+        and f"/v1/datasets/{created['id']}/gaps/map" in page.text
+        and "/docs" in page.text
+    )
+    # The cookie authorises reads (pages and their data requests) but never writes.
+    assert client.get("/v1/datasets").status_code == 200
+    assert client.delete(f"/v1/datasets/{created['id']}").status_code == 401
+    client.post("/session/logout")
+    assert client.get("/v1/datasets").status_code == 401

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routes import datasets, health
+from app.api.routes import datasets, health, pages
 
 api_router = APIRouter()
+api_router.include_router(pages.router)
 api_router.include_router(health.router)
 api_router.include_router(datasets.router)
