@@ -124,6 +124,9 @@ class Store(ABC):
     @abstractmethod
     def get_job(self, job_id: str) -> dict[str, Any]: ...
 
+    @abstractmethod
+    def fail_interrupted_jobs(self) -> int: ...
+
     # --- API keys --------------------------------------------------------------
     @abstractmethod
     def create_key(self, record: dict[str, Any]) -> None: ...

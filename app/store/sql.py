@@ -388,6 +388,17 @@ class SqlStore(Store):
             raise NotFound("job", job_id)
         return dict(row)
 
+    def fail_interrupted_jobs(self) -> int:
+        """Mark jobs left queued/running by a dead process as failed; return how many."""
+        table = self.t["jobs"]
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.status.in_(("queued", "running")))
+                .values(status="failed", message="interrupted by a service restart; submit it again", updated_at=datetime.now(UTC))
+            )
+        return int(result.rowcount or 0)
+
     # --- keys ----------------------------------------------------------------
     def create_key(self, record: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
