@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from app import __version__
 from app.api.main import api_router
 from app.errors import install_error_handlers
+from app.jobs import JobRunner
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.services import Services
 from app.settings import Settings
@@ -56,13 +57,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     store = store or open_store(settings.resolved_database_url)
     check_startup(settings, store)
     services = Services(settings=settings, store=store)
+    services.extras["jobs"] = JobRunner(store, max_running=settings.jobs.max_running)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        runner = services.extras.get("jobs")
-        if runner is not None:
-            runner.shutdown()
+        services.jobs().shutdown()
 
     app = FastAPI(
         title="Outreach planner",

@@ -48,6 +48,10 @@ class LruCache(Generic[T]):
                 self._key_locks.pop(key, None)
             return value
 
+    def contains(self, key: Any) -> bool:
+        with self._lock:
+            return key in self._items
+
     def discard(self, predicate: Callable[[Any], bool]) -> None:
         with self._lock:
             for key in [k for k in self._items if predicate(k)]:
@@ -61,6 +65,10 @@ class Services:
     datasets: LruCache[Dataset] = field(default_factory=lambda: LruCache(4))
     results: LruCache[Any] = field(default_factory=lambda: LruCache(16))
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def jobs(self) -> Any:
+        """The job runner (``app.jobs.JobRunner``), created with the app."""
+        return self.extras["jobs"]
 
     def dataset(self, dataset_id: str) -> Dataset:
         return self.datasets.get(dataset_id, lambda: self.store.load_dataset(dataset_id))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routes import datasets, health, pages
+from app.api.routes import datasets, gaps, health, jobs, pages
 
 api_router = APIRouter()
 api_router.include_router(pages.router)
 api_router.include_router(health.router)
 api_router.include_router(datasets.router)
+api_router.include_router(gaps.router)
+api_router.include_router(jobs.router)

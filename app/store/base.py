@@ -100,6 +100,9 @@ class Store(ABC):
     def save_result(self, dataset_id: str, key: str, parts: dict[str, bytes]) -> None: ...
 
     @abstractmethod
+    def has_result(self, dataset_id: str, key: str) -> bool: ...
+
+    @abstractmethod
     def load_result(self, dataset_id: str, key: str) -> dict[str, bytes] | None: ...
 
     # --- plans -----------------------------------------------------------------

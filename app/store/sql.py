@@ -313,6 +313,16 @@ class SqlStore(Store):
         except IntegrityError:
             pass  # computed concurrently by another worker, or the dataset was deleted
 
+    def has_result(self, dataset_id: str, key: str) -> bool:
+        table = self.t["results"]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.part)
+                .where((table.c.dataset_id == dataset_id) & (table.c.key == key))
+                .limit(1)
+            ).first()
+        return row is not None
+
     def load_result(self, dataset_id: str, key: str) -> dict[str, bytes] | None:
         table = self.t["results"]
         with self.engine.connect() as conn:
@@ -395,7 +405,11 @@ class SqlStore(Store):
             result = conn.execute(
                 update(table)
                 .where(table.c.status.in_(("queued", "running")))
-                .values(status="failed", message="interrupted by a service restart; submit it again", updated_at=datetime.now(UTC))
+                .values(
+                    status="failed",
+                    message="interrupted by a service restart; submit it again",
+                    updated_at=datetime.now(UTC),
+                )
             )
         return int(result.rowcount or 0)
 

@@ -1,0 +1,323 @@
+"""Gap table, clusters and inequality for a dataset (and the gap map)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.analysis import gap_result, is_cached
+from app.api.deps import Reader, ServicesDep, visible_dataset
+from app.errors import ApiProblem
+from app.publish import (
+    GAP_COLUMNS,
+    csv_bytes,
+    disclose,
+    disclose_nested,
+    feature_collection,
+    geometry_json,
+    policy_of,
+)
+from app.services import Services
+from models.gaps import GapParams, GapResult
+
+router = APIRouter(prefix="/v1/datasets", tags=["gaps"])
+
+FLAGS = ("none", "below_target", "below_expected", "both", "any")
+GEOJSON = "application/geo+json"
+
+TargetQ = Annotated[
+    float, Query(gt=0, le=1, description="uptake target, a proportion (default 0.8)")
+]
+MinShortfallQ = Annotated[
+    int,
+    Query(ge=0, le=1_000_000, description="smallest shortfall (people) for a below_target flag"),
+]
+
+
+def gap_params(target: float, min_shortfall: int) -> GapParams:
+    return GapParams(target=target, min_shortfall=min_shortfall)
+
+
+def parse_bbox(raw: str | None, max_side: float) -> tuple[float, float, float, float] | None:
+    """``minx,miny,maxx,maxy`` in WGS84 degrees, or a 422 listing what is wrong."""
+    if raw is None:
+        return None
+    parts = raw.split(",")
+    errors: list[dict[str, Any]] = []
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(np.isfinite(values)):
+        errors.append(
+            {
+                "loc": ["query", "bbox"],
+                "msg": "bbox must be four numbers: minx,miny,maxx,maxy (WGS84 lon/lat)",
+            }
+        )
+    else:
+        minx, miny, maxx, maxy = values
+        if not (
+            -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
+        ):
+            errors.append(
+                {
+                    "loc": ["query", "bbox"],
+                    "msg": "bbox coordinates must be longitudes in [-180, 180] and latitudes in [-90, 90]",
+                }
+            )
+        if minx >= maxx or miny >= maxy:
+            errors.append(
+                {"loc": ["query", "bbox"], "msg": "bbox must have minx < maxx and miny < maxy"}
+            )
+        if maxx - minx > max_side or maxy - miny > max_side:
+            errors.append(
+                {"loc": ["query", "bbox"], "msg": f"bbox sides must be at most {max_side} degrees"}
+            )
+    if errors:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            "The bbox parameter is invalid.",
+            kind="invalid-request",
+            errors=errors,
+        )
+    return tuple(values)  # type: ignore[return-value]
+
+
+def _result_or_job(
+    services: Services, request: Request, principal: Any, dataset_id: str, params: GapParams
+) -> GapResult | Response:
+    """The cached result, or — for a large uncached dataset — 202 with a job that computes it."""
+    meta = visible_dataset(services.store, principal, dataset_id)
+    threshold = services.settings.jobs.gaps_threshold_areas
+    if meta.n_areas > threshold and not is_cached(services, dataset_id, params):
+        runner = services.jobs()
+        url = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+
+        def work(progress: Any) -> str:
+            gap_result(services, dataset_id, params, progress=progress)
+            return url
+
+        job_id = runner.submit("gaps", work, dataset_id=dataset_id, org=principal.org)
+        return JSONResponse(
+            {
+                "id": job_id,
+                "status": "queued",
+                "progress": 0.0,
+                "result_url": url,
+                "job_url": f"/v1/jobs/{job_id}",
+            },
+            status_code=202,
+            headers={"Location": f"/v1/jobs/{job_id}"},
+        )
+    return gap_result(services, dataset_id, params)
+
+
+def _select_rows(
+    services: Services,
+    dataset_id: str,
+    result: GapResult,
+    *,
+    group: str | None,
+    group_value: str | None,
+    flag: str | None,
+    bbox: tuple[float, float, float, float] | None,
+) -> pd.DataFrame:
+    if group is None:
+        table = result.table
+    else:
+        if group not in result.group_tables:
+            available = (
+                ", ".join(sorted(result.group_tables)) or "none (the uptake has no breakdown)"
+            )
+            raise ApiProblem(
+                422,
+                "Invalid request",
+                f"The dataset has no '{group}' breakdown.",
+                kind="invalid-request",
+                errors=[{"loc": ["query", "group"], "msg": f"available breakdowns: {available}"}],
+            )
+        table = result.group_tables[group]
+        if group_value is not None:
+            values = table["group_value"].astype(str)
+            if not (values == group_value).any():
+                raise ApiProblem(
+                    422,
+                    "Invalid request",
+                    f"No '{group}' group called {group_value!r}.",
+                    kind="invalid-request",
+                    errors=[
+                        {
+                            "loc": ["query", "group_value"],
+                            "msg": f"values: {', '.join(sorted(values.unique())[:50])}",
+                        }
+                    ],
+                )
+            table = table.loc[values == group_value]
+        table = (
+            table.sort_values(["priority", "area_code"], kind="stable")
+            if "priority" in table
+            else table
+        )
+    if flag == "any":
+        table = table.loc[table["flag"] != "none"]
+    elif flag is not None:
+        table = table.loc[table["flag"] == flag]
+    if bbox is not None:
+        codes = services.store.area_codes_in_bbox(dataset_id, bbox)
+        table = table.loc[table["area_code"].isin(codes)]
+    return table
+
+
+def _geometry_strings(services: Services, dataset_id: str) -> pd.Series:
+    """GeoJSON geometry per area code, built once per dataset and kept in memory."""
+
+    def build() -> pd.Series:
+        areas = services.dataset(dataset_id).areas
+        return pd.Series(
+            geometry_json(np.asarray(areas.geometry.array, dtype=object)),
+            index=areas["area_code"].to_numpy(),
+        )
+
+    return services.results.get((dataset_id, "geometry-json"), build)  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/{dataset_id}/gaps",
+    summary="Gap table (GeoJSON or CSV), sorted by priority",
+    responses={
+        200: {"content": {GEOJSON: {}, "text/csv": {}}},
+        202: {"description": "computing as a job; poll the Location"},
+    },
+)
+def get_gaps(
+    dataset_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: Reader,
+    target: TargetQ = 0.8,
+    min_shortfall: MinShortfallQ = 10,
+    bbox: Annotated[
+        str | None, Query(description="minx,miny,maxx,maxy in WGS84", max_length=200)
+    ] = None,
+    flag: Annotated[
+        Literal["none", "below_target", "below_expected", "both", "any"] | None,
+        Query(description="keep one flag ('any' = flagged)"),
+    ] = None,
+    group: Annotated[
+        Literal["age_band", "sex", "ethnic_group"] | None,
+        Query(description="one row per area and group of this breakdown"),
+    ] = None,
+    group_value: Annotated[
+        str | None, Query(max_length=200, description="with group: only this group")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    format: Annotated[
+        Literal["geojson", "csv"], Query(description="geojson (default) or csv")
+    ] = "geojson",
+) -> Response:
+    """One row per area (or area × group), with SPEC §2 columns after disclosure control;
+    suppressed values are null (empty in CSV) and listed in ``suppressed``."""
+    if limit > services.settings.limits.max_page:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            "limit is too large.",
+            kind="invalid-request",
+            errors=[
+                {"loc": ["query", "limit"], "msg": f"at most {services.settings.limits.max_page}"}
+            ],
+        )
+    box = parse_bbox(bbox, services.settings.limits.max_bbox_deg)
+    params = gap_params(target, min_shortfall)
+    outcome = _result_or_job(services, request, principal, dataset_id, params)
+    if isinstance(outcome, Response):
+        return outcome
+    rows = _select_rows(
+        services, dataset_id, outcome, group=group, group_value=group_value, flag=flag, bbox=box
+    )
+    total = len(rows)
+    page = disclose(
+        rows.iloc[offset : offset + limit], policy_of(services.settings), columns=GAP_COLUMNS
+    )
+    if format == "csv":
+        return Response(
+            csv_bytes(page),
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="gaps-{dataset_id[:8]}.csv"',
+                "X-Total-Count": str(total),
+            },
+        )
+    geometry = (
+        _geometry_strings(services, dataset_id).reindex(page["area_code"].to_numpy()).to_numpy()
+    )
+    body = feature_collection(
+        page, geometry, total=total, extra={"target": target, "limit": limit, "offset": offset}
+    )
+    return Response(body, media_type=GEOJSON)
+
+
+@router.get(
+    "/{dataset_id}/clusters",
+    summary="Clusters of low uptake (GeoJSON polygons)",
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def get_clusters(
+    dataset_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: Reader,
+    target: TargetQ = 0.8,
+    min_shortfall: MinShortfallQ = 10,
+) -> Response:
+    """Spatially contiguous hot spots of low uptake (Gi* with FDR control), with totals."""
+    outcome = _result_or_job(
+        services, request, principal, dataset_id, gap_params(target, min_shortfall)
+    )
+    if isinstance(outcome, Response):
+        return outcome
+    clusters = outcome.clusters
+    frame = disclose(
+        pd.DataFrame(clusters.drop(columns=clusters.geometry.name)), policy_of(services.settings)
+    )
+    geometry = (
+        geometry_json(np.asarray(clusters.geometry.array, dtype=object))
+        if len(clusters)
+        else np.array([])
+    )
+    return Response(
+        feature_collection(frame, geometry, total=len(frame), extra={"target": target}),
+        media_type=GEOJSON,
+    )
+
+
+@router.get("/{dataset_id}/inequality", summary="SII/RII across deprivation and uptake by group")
+def get_inequality(
+    dataset_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: Reader,
+    target: TargetQ = 0.8,
+    min_shortfall: MinShortfallQ = 10,
+) -> Any:
+    """Slope and relative index of inequality with confidence intervals (PHE method),
+    uptake by IMD decile and by group with Wilson intervals, and the model's fit report."""
+    outcome = _result_or_job(
+        services, request, principal, dataset_id, gap_params(target, min_shortfall)
+    )
+    if isinstance(outcome, Response):
+        return outcome
+    policy = policy_of(services.settings)
+    return {
+        "dataset_id": dataset_id,
+        "target": target,
+        **disclose_nested(outcome.inequality, policy),
+        "model": disclose_nested(outcome.model_report, policy),
+    }
