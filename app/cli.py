@@ -111,8 +111,41 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=_keys_revoke)
 
-    for name, register in _EXTRA_COMMANDS.items():
-        register(sub.add_parser(name, help=_EXTRA_HELP[name]))
+    gaps = sub.add_parser(
+        "gaps", help="find the gaps in a dataset folder and write them (no server)"
+    )
+    gaps.add_argument("directory", type=Path)
+    gaps.add_argument("--target", type=float, default=0.8, help="uptake target (default 0.8)")
+    gaps.add_argument(
+        "--min-shortfall", type=int, default=10, help="smallest shortfall for a below_target flag"
+    )
+    gaps.add_argument("--out", type=Path, default=None, help="gap table: .geojson, .json or .csv")
+    gaps.add_argument("--clusters", type=Path, default=None, help="cluster polygons (.geojson)")
+    gaps.add_argument(
+        "--inequality", type=Path, default=None, help="SII/RII and uptake by group (.json)"
+    )
+    gaps.add_argument("--map", type=Path, default=None, help="Folium gap map (.html)")
+    _import_options(gaps)
+    gaps.set_defaults(handler=_gaps)
+
+    plan = sub.add_parser("plan", help="plan outreach sites for a dataset folder (no server)")
+    plan.add_argument("directory", type=Path)
+    plan.add_argument("--sites", type=int, default=10, help="fixed pop-up sites to place")
+    plan.add_argument("--vans", type=int, default=0, help="mobile vans to place")
+    plan.add_argument("--target", type=float, default=0.8)
+    plan.add_argument("--types", default=None, help="comma-separated candidate site types")
+    plan.add_argument("--distance", choices=("euclidean", "network"), default="euclidean")
+    plan.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="JSON file with any further plan parameters (as the API takes)",
+    )
+    plan.add_argument("--out", type=Path, default=None, help="the plan (.json)")
+    plan.add_argument("--sites-csv", type=Path, default=None, help="the chosen sites (.csv)")
+    plan.add_argument("--map", type=Path, default=None, help="Folium plan map (.html)")
+    _import_options(plan)
+    plan.set_defaults(handler=_plan)
     return parser
 
 
@@ -276,10 +309,134 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Commands contributed by other modules (gap analysis and planning), registered here so
-#: the parser stays in one place: name -> function adding arguments and a handler.
-_EXTRA_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
-_EXTRA_HELP: dict[str, str] = {}
+def _progress_bar(description: str):  # type: ignore[no-untyped-def]
+    """A tqdm bar driven by ``progress(fraction, message)`` callbacks."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=100,
+        desc=description,
+        unit="%",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        file=sys.stderr,
+    )
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = round(100 * min(max(fraction, 0.0), 1.0))
+        bar.set_postfix_str(message[:40], refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    print(f"wrote {path}")
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from app.cli_outputs import gap_outputs
+    from geo.ingest import read_dataset_dir
+    from models.gaps import GapParams, analyse_gaps
+
+    params = GapParams(target=args.target, min_shortfall=args.min_shortfall)
+    dataset = read_dataset_dir(args.directory, options=import_options(args))  # type: ignore[arg-type]
+    bar, update = _progress_bar("gaps")
+    try:
+        result = analyse_gaps(dataset, params, progress=update)
+        update(1.0, "done")
+    finally:
+        bar.close()
+    outputs = gap_outputs(
+        dataset,
+        result,
+        params,
+        settings=_settings(),
+        title=f"{dataset.name}: gaps to {args.target:.0%}",
+    )
+    for path, key in (
+        (args.out, "table"),
+        (args.clusters, "clusters"),
+        (args.inequality, "inequality"),
+        (args.map, "map"),
+    ):
+        if path is not None:
+            _write(path, outputs.render(key, path.suffix.lower()))
+    flagged = int((result.table["flag"] != "none").sum())
+    shortfall = int(np.sum(result.table["shortfall"]))
+    print(
+        json.dumps(
+            {
+                "areas": len(result.table),
+                "flagged": flagged,
+                "clusters": len(result.clusters),
+                "shortfall": shortfall,
+            }
+        )
+    )
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from app.cli_outputs import plan_outputs
+    from geo.ingest import read_dataset_dir
+    from models.gaps import GapParams, analyse_gaps
+    from models.plan_params import PlanParams
+
+    extra = json.loads(args.params.read_text()) if args.params else {}
+    values = {
+        "n_sites": args.sites,
+        "n_vans": args.vans,
+        "target": args.target,
+        "distance": args.distance,
+        **extra,
+    }
+    if args.types:
+        values["site_types"] = [t.strip() for t in args.types.split(",") if t.strip()]
+    params = PlanParams.from_dict(values)
+    dataset = read_dataset_dir(args.directory, options=import_options(args))  # type: ignore[arg-type]
+    bar, update = _progress_bar("plan")
+    try:
+        gaps = analyse_gaps(
+            dataset, GapParams(target=params.target), progress=lambda f, m: update(0.4 * f, m)
+        )
+        from app.planning import new_plan
+
+        plan = new_plan(
+            dataset.name, dataset, gaps, params, progress=lambda f, m: update(0.4 + 0.6 * f, m)
+        )
+        update(1.0, "done")
+    finally:
+        bar.close()
+    outputs = plan_outputs(
+        dataset,
+        gaps,
+        plan,
+        settings=_settings(),
+        title=f"{dataset.name}: {len(plan['sites'])} sites",
+    )
+    for path, key in ((args.out, "plan"), (args.sites_csv, "sites_csv"), (args.map, "map")):
+        if path is not None:
+            _write(path, outputs.render(key, path.suffix.lower()))
+    totals = outputs.published["totals"]
+    print(
+        json.dumps(
+            {
+                "sites": len(plan["sites"]),
+                "reached": totals.get("reached"),
+                "reached_share": plan["totals"].get("reached_share"),
+                "gap_pct": plan.get("gap_pct"),
+            }
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":
