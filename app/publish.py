@@ -20,13 +20,16 @@ import shapely
 from app.settings import Settings
 from models.disclosure import DisclosurePolicy, apply_disclosure
 
-COUNT_COLUMNS = ("eligible", "vaccinated", "shortfall")
+COUNT_COLUMNS = ("eligible", "vaccinated", "unvaccinated", "shortfall")
+# A rate reveals its complement as well as its numerator: 97% of about 100 people says
+# "3 unvaccinated". So rates are also suppressed when the unvaccinated count is small.
+_FROM_COUNTS = ["eligible", "vaccinated", "unvaccinated"]
 RATE_SOURCES: dict[str, list[str]] = {
-    "uptake": ["eligible", "vaccinated"],
-    "ci_low": ["eligible", "vaccinated"],
-    "ci_high": ["eligible", "vaccinated"],
-    "smoothed_uptake": ["eligible", "vaccinated"],
-    "prob_below_target": ["eligible", "vaccinated"],
+    "uptake": _FROM_COUNTS,
+    "ci_low": _FROM_COUNTS,
+    "ci_high": _FROM_COUNTS,
+    "smoothed_uptake": _FROM_COUNTS,
+    "prob_below_target": _FROM_COUNTS,
 }
 #: Published gap-table columns, in order (SPEC §2 first, then helpful extras).
 GAP_COLUMNS = [
@@ -37,6 +40,7 @@ GAP_COLUMNS = [
     "group_value",
     "eligible",
     "vaccinated",
+    "unvaccinated",
     "uptake",
     "ci_low",
     "ci_high",
@@ -73,6 +77,8 @@ def disclose(
     frame: pd.DataFrame, policy: DisclosurePolicy, *, columns: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """Apply the policy to a table of counts and rates; keep ``columns`` (if given)."""
+    if "eligible" in frame.columns and "vaccinated" in frame.columns and "unvaccinated" not in frame.columns:
+        frame = frame.assign(unvaccinated=frame["eligible"] - frame["vaccinated"])
     kept = frame if columns is None else frame[[c for c in columns if c in frame.columns]]
     return apply_disclosure(
         kept, count_columns=COUNT_COLUMNS, rate_columns=RATE_SOURCES, policy=policy

@@ -124,7 +124,7 @@ def test_groups_and_csv_disclosure(demo_app) -> None:  # type: ignore[no-untyped
     suppressed = [r for r in rows if r["suppressed"]]
     assert suppressed, "the demo has small ethnic groups in some areas, which must be suppressed"
     for row in rows:
-        for column in ("eligible", "vaccinated", "shortfall"):
+        for column in ("eligible", "vaccinated", "unvaccinated", "shortfall"):
             if row[column] != "":
                 value = int(row[column])
                 assert not 1 <= value <= 7 and value % 5 == 0
