@@ -20,6 +20,7 @@ MISSING_COLOUR = "#c8c8c8"
 MISSING_LABEL = "Suppressed or no data"
 _YL_OR_RD = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"]
 _MET_TARGET = "#edf8e9"
+_FEW = "#fff7d6"  # suppressed small shortfall: paler than the first YlOrRd class
 _RD_BU = ["#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#d1e5f0", "#92c5de", "#4393c3", "#2166ac"]
 # Uptake minus target, as proportions: class edges of the diverging uptake scale.
 _UPTAKE_EDGES = [-0.20, -0.10, -0.05, 0.0, 0.05, 0.10, 0.20]
@@ -78,22 +79,40 @@ def legend_block(title: str, rows: list[tuple[str, str]], *, outline: bool = Fal
     return f'<div class="or-legend-block"><div class="or-legend-title">{html.escape(title)}</div>{items}</div>'
 
 
-def shortfall_scale(shortfall: pd.Series) -> Scale:
+def shortfall_scale(shortfall: pd.Series, small: pd.Series | None = None) -> Scale:
     """Sequential (YlOrRd): class 0 for no shortfall, then five classes of rounded
-    quintiles of the positive shortfalls."""
+    quintiles of the positive shortfalls.
+
+    ``small`` marks areas whose shortfall was suppressed by disclosure control: their
+    shortfall is known to be a small number (the policy suppresses only small counts), so
+    they get their own pale class instead of the grey of "no data".
+    """
     values = shortfall.to_numpy(dtype=float, na_value=np.nan)
     positive = values[values > 0]
     edges = _nice_quantile_edges(positive, 5) if positive.size else []
-    classes = np.where(values > 0, 1 + np.searchsorted(edges, values, side="left"), 0)
+    classes = np.where(values > 0, 2 + np.searchsorted(edges, values, side="left"), 0)
+    is_small = (
+        np.zeros(len(values), dtype=bool)
+        if small is None
+        else small.to_numpy(dtype=bool) & np.isnan(values)
+    )
     classes = np.where(np.isnan(values), -1, classes)
+    classes = np.where(is_small, 1, classes)
     bounds = [0.0, *edges, np.inf]
-    labels: list[str | None] = ["None (target met)"]
+    labels: list[str | None] = [
+        "None (target met)",
+        "A few (suppressed small number)" if is_small.any() else None,
+    ]
     for lo, hi in itertools.pairwise(bounds):
         if np.isinf(hi):
             labels.append(f"more than {_count(lo)}")
         else:
             labels.append(f"up to {_count(hi)}" if lo == 0 else f"{_count(lo)}–{_count(hi)}")
-    colours = [_MET_TARGET, *_YL_OR_RD[-(len(labels) - 1) :]] if len(labels) > 1 else [_MET_TARGET]
+    colours = (
+        [_MET_TARGET, _FEW, *_YL_OR_RD[-(len(labels) - 2) :]]
+        if len(labels) > 2
+        else [_MET_TARGET, _FEW]
+    )
     return Scale(
         key="shortfall",
         name="Shortfall: people to vaccinate",
@@ -176,6 +195,18 @@ def share_scale(share: pd.Series, *, key: str, group: str) -> Scale:
     )
 
 
+def _suppressed(frame: pd.DataFrame, field: str) -> pd.Series:
+    """Rows whose ``suppressed`` list (comma-joined) names ``field``."""
+    if "suppressed" not in frame:
+        return pd.Series(False, index=frame.index)
+    return (
+        frame["suppressed"]
+        .fillna("")
+        .astype(str)
+        .str.contains(rf"(?:^|,){field}(?:,|$)", regex=True)
+    )
+
+
 def gap_scales(frame: pd.DataFrame) -> list[Scale]:
     """The gap map's choropleths in layer-control order; the first is shown on opening.
 
@@ -185,7 +216,7 @@ def gap_scales(frame: pd.DataFrame) -> list[Scale]:
     if target.isna().all():
         target = pd.Series(_overall_uptake(frame), index=frame.index)
     result = [
-        shortfall_scale(frame["shortfall"]),
+        shortfall_scale(frame["shortfall"], _suppressed(frame, "shortfall")),
         uptake_scale(
             frame["uptake"], target, key="uptake", name="Uptake against target",
             legend_title="Uptake",
