@@ -29,7 +29,6 @@ from sqlalchemy.types import TypeEngine
 #: Bump with every schema change (and add an Alembic migration).
 SCHEMA_VERSION = 1
 
-_CASCADE = {"ondelete": "CASCADE"}
 
 
 def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaData:
@@ -71,7 +70,7 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     areas = Table(
         "areas",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("idx", Integer, primary_key=True),
         Column("area_code", String(64), nullable=False),
         Column("area_name", String(300), nullable=True),
@@ -94,7 +93,7 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "uptake",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("row", Integer, primary_key=True),
         Column("area_code", String(64), nullable=False),
         Column("age_band", String(100), nullable=False),
@@ -106,7 +105,7 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "indicators",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("area_code", String(64), primary_key=True),
         Column("name", String(200), primary_key=True),
         Column("value", Float, nullable=True),
@@ -114,7 +113,7 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "sites",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("site_id", String(100), primary_key=True),
         Column("idx", Integer, nullable=False),
         Column("site_type", String(50), nullable=False),
@@ -131,14 +130,14 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "blobs",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("part", String(50), primary_key=True),
         Column("data", LargeBinary, nullable=False),
     )
     Table(
         "results",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", **_CASCADE), primary_key=True),
+        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
         Column("key", String(64), primary_key=True),
         Column("part", String(50), primary_key=True),
         Column("data", LargeBinary, nullable=False),
@@ -150,7 +149,7 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
         Column(
             "dataset_id",
             String(32),
-            ForeignKey("datasets.id", **_CASCADE),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
             nullable=False,
             index=True,
         ),

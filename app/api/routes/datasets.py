@@ -217,6 +217,7 @@ async def add_sites(
                 report=report,
             )
         report.errors.raise_if_any()
+        assert checked is not None  # no errors means the table was read and validated
         return checked.drop(columns="_line"), report.warnings.result()
 
     checked, warnings = await run_in_threadpool(validate)
