@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from app.services import Services
@@ -85,3 +86,74 @@ def _decode(parts: dict[str, bytes]) -> GapResult:
         inequality=json.loads(parts["inequality"]),
         model_report=json.loads(parts["model_report"]),
     )
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A gap table after disclosure control, ready to page through.
+
+    Publishing (disclosure control, JSON encoding of every row and geometry) is done once
+    per dataset, parameters and breakdown; a request then only selects rows — which keeps
+    street-level bbox queries to a few milliseconds.
+    """
+
+    frame: pd.DataFrame
+    properties: np.ndarray
+    geometry: np.ndarray
+    area_code: np.ndarray
+    flag: np.ndarray
+    group_value: np.ndarray | None
+
+    def select(
+        self, *, flag: str | None, codes: np.ndarray | None, group_value: str | None
+    ) -> np.ndarray:
+        """Row positions (in priority order) matching the filters."""
+        keep = np.ones(len(self.area_code), dtype=bool)
+        if flag == "any":
+            keep &= self.flag != "none"
+        elif flag is not None:
+            keep &= self.flag == flag
+        if group_value is not None and self.group_value is not None:
+            keep &= self.group_value == group_value
+        if codes is not None:
+            keep &= np.isin(self.area_code, codes)
+        return np.flatnonzero(keep)
+
+
+def published_table(
+    services: Services, dataset_id: str, params: GapParams, group: str | None, result: GapResult
+) -> PublishedTable:
+    """The published table of a result (one per breakdown), cached beside the result."""
+    from app.publish import GAP_COLUMNS, disclose, geometry_json, policy_of
+
+    def build() -> PublishedTable:
+        table = result.table if group is None else result.group_tables[group]
+        if group is not None and "priority" in table:
+            table = table.sort_values(["priority", "area_code"], kind="stable")
+        frame = disclose(table, policy_of(services.settings), columns=GAP_COLUMNS).reset_index(
+            drop=True
+        )
+        properties = np.array(
+            frame.to_json(orient="records", lines=True, double_precision=10).splitlines()
+            if len(frame)
+            else [],
+            dtype=object,
+        )
+        areas = services.dataset(dataset_id).areas
+        shapes = pd.Series(
+            geometry_json(np.asarray(areas.geometry.array, dtype=object)),
+            index=areas["area_code"].to_numpy(),
+        )
+        codes = frame["area_code"].astype(str).to_numpy()
+        return PublishedTable(
+            frame=frame,
+            properties=properties,
+            geometry=shapes.reindex(codes).to_numpy(dtype=object),
+            area_code=codes,
+            flag=frame["flag"].astype(str).to_numpy(),
+            group_value=frame["group_value"].astype(str).to_numpy()
+            if "group_value" in frame
+            else None,
+        )
+
+    return services.results.get((dataset_id, params_key(params), "published", group), build)  # type: ignore[no-any-return]

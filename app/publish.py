@@ -77,7 +77,11 @@ def disclose(
     frame: pd.DataFrame, policy: DisclosurePolicy, *, columns: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """Apply the policy to a table of counts and rates; keep ``columns`` (if given)."""
-    if "eligible" in frame.columns and "vaccinated" in frame.columns and "unvaccinated" not in frame.columns:
+    if (
+        "eligible" in frame.columns
+        and "vaccinated" in frame.columns
+        and "unvaccinated" not in frame.columns
+    ):
         frame = frame.assign(unvaccinated=frame["eligible"] - frame["vaccinated"])
     kept = frame if columns is None else frame[[c for c in columns if c in frame.columns]]
     return apply_disclosure(
@@ -136,16 +140,28 @@ def feature_collection(
     total: int,
     extra: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """A FeatureCollection as bytes, built from per-row JSON without re-parsing geometry."""
-    if len(frame):
-        props = frame.to_json(
+    """A FeatureCollection as bytes from a frame of properties and geometry strings."""
+    props = (
+        frame.to_json(
             orient="records", lines=True, double_precision=10, date_format="iso"
         ).splitlines()
-    else:
-        props = []
+        if len(frame)
+        else []
+    )
+    return feature_collection_from_strings(geometry_strings, props, total=total, extra=extra)
+
+
+def feature_collection_from_strings(
+    geometry_strings: Iterable[str],
+    property_strings: Iterable[str],
+    *,
+    total: int,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    """A FeatureCollection assembled from pre-encoded JSON, without re-parsing anything."""
     features = ",".join(
         f'{{"type":"Feature","geometry":{g},"properties":{p}}}'
-        for g, p in zip(geometry_strings, props, strict=True)
+        for g, p in zip(geometry_strings, property_strings, strict=True)
     )
     members = "".join(f',"{k}":{json.dumps(v)}' for k, v in (extra or {}).items())
     return f'{{"type":"FeatureCollection","total":{int(total)}{members},"features":[{features}]}}'.encode()

@@ -63,7 +63,7 @@ class Services:
     settings: Settings
     store: Store
     datasets: LruCache[Dataset] = field(default_factory=lambda: LruCache(4))
-    results: LruCache[Any] = field(default_factory=lambda: LruCache(16))
+    results: LruCache[Any] = field(default_factory=lambda: LruCache(64))
     extras: dict[str, Any] = field(default_factory=dict)
 
     def jobs(self) -> Any:

@@ -9,15 +9,15 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.analysis import gap_result, is_cached
+from app.analysis import PublishedTable, gap_result, is_cached, published_table
 from app.api.deps import Reader, ServicesDep, visible_dataset
 from app.errors import ApiProblem
 from app.publish import (
-    GAP_COLUMNS,
     csv_bytes,
     disclose,
     disclose_nested,
     feature_collection,
+    feature_collection_from_strings,
     geometry_json,
     policy_of,
 )
@@ -118,73 +118,53 @@ def _result_or_job(
     return gap_result(services, dataset_id, params)
 
 
-def _select_rows(
-    services: Services,
-    dataset_id: str,
-    result: GapResult,
-    *,
-    group: str | None,
-    group_value: str | None,
-    flag: str | None,
-    bbox: tuple[float, float, float, float] | None,
-) -> pd.DataFrame:
+def check_group(result: GapResult, group: str | None, group_value: str | None) -> None:
+    """A 422 naming what exists when the breakdown or group asked for does not."""
     if group is None:
-        table = result.table
-    else:
-        if group not in result.group_tables:
-            available = (
-                ", ".join(sorted(result.group_tables)) or "none (the uptake has no breakdown)"
-            )
+        return
+    if group not in result.group_tables:
+        available = ", ".join(sorted(result.group_tables)) or "none (the uptake has no breakdown)"
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"The dataset has no '{group}' breakdown.",
+            kind="invalid-request",
+            errors=[{"loc": ["query", "group"], "msg": f"available breakdowns: {available}"}],
+        )
+    if group_value is not None:
+        values = result.group_tables[group]["group_value"].astype(str)
+        if not (values == group_value).any():
             raise ApiProblem(
                 422,
                 "Invalid request",
-                f"The dataset has no '{group}' breakdown.",
+                f"No '{group}' group called {group_value!r}.",
                 kind="invalid-request",
-                errors=[{"loc": ["query", "group"], "msg": f"available breakdowns: {available}"}],
+                errors=[
+                    {
+                        "loc": ["query", "group_value"],
+                        "msg": f"values: {', '.join(sorted(values.unique())[:50])}",
+                    }
+                ],
             )
-        table = result.group_tables[group]
-        if group_value is not None:
-            values = table["group_value"].astype(str)
-            if not (values == group_value).any():
-                raise ApiProblem(
-                    422,
-                    "Invalid request",
-                    f"No '{group}' group called {group_value!r}.",
-                    kind="invalid-request",
-                    errors=[
-                        {
-                            "loc": ["query", "group_value"],
-                            "msg": f"values: {', '.join(sorted(values.unique())[:50])}",
-                        }
-                    ],
-                )
-            table = table.loc[values == group_value]
-        table = (
-            table.sort_values(["priority", "area_code"], kind="stable")
-            if "priority" in table
-            else table
-        )
-    if flag == "any":
-        table = table.loc[table["flag"] != "none"]
-    elif flag is not None:
-        table = table.loc[table["flag"] == flag]
-    if bbox is not None:
-        codes = services.store.area_codes_in_bbox(dataset_id, bbox)
-        table = table.loc[table["area_code"].isin(codes)]
-    return table
 
 
-def _geometry_strings(services: Services, dataset_id: str) -> pd.Series:
-    """GeoJSON geometry per area code, built once per dataset and kept in memory."""
-
-    def build() -> pd.Series:
-        areas = services.dataset(dataset_id).areas
-        return pd.Series(
-            geometry_json(np.asarray(areas.geometry.array, dtype=object)),
-            index=areas["area_code"].to_numpy(),
-        )
-
-    return services.results.get((dataset_id, "geometry-json"), build)  # type: ignore[no-any-return]
+def select_rows(
+    services: Services,
+    dataset_id: str,
+    params: GapParams,
+    result: GapResult,
+    *,
+    group: str | None = None,
+    group_value: str | None = None,
+    flag: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> tuple[PublishedTable, np.ndarray]:
+    """The published table and the positions of its rows matching the filters (the
+    bbox is answered by the store: an index in PostGIS, bbox columns in SQLite)."""
+    check_group(result, group, group_value)
+    table = published_table(services, dataset_id, params, group, result)
+    codes = services.store.area_codes_in_bbox(dataset_id, bbox) if bbox is not None else None
+    return table, table.select(flag=flag, codes=codes, group_value=group_value)
 
 
 @router.get(
@@ -239,27 +219,31 @@ def get_gaps(
     outcome = _result_or_job(services, request, principal, dataset_id, params)
     if isinstance(outcome, Response):
         return outcome
-    rows = _select_rows(
-        services, dataset_id, outcome, group=group, group_value=group_value, flag=flag, bbox=box
+    table, rows = select_rows(
+        services,
+        dataset_id,
+        params,
+        outcome,
+        group=group,
+        group_value=group_value,
+        flag=flag,
+        bbox=box,
     )
-    total = len(rows)
-    page = disclose(
-        rows.iloc[offset : offset + limit], policy_of(services.settings), columns=GAP_COLUMNS
-    )
+    page = rows[offset : offset + limit]
     if format == "csv":
         return Response(
-            csv_bytes(page),
+            csv_bytes(table.frame.iloc[page]),
             media_type="text/csv",
             headers={
                 "Content-Disposition": f'attachment; filename="gaps-{dataset_id[:8]}.csv"',
-                "X-Total-Count": str(total),
+                "X-Total-Count": str(len(rows)),
             },
         )
-    geometry = (
-        _geometry_strings(services, dataset_id).reindex(page["area_code"].to_numpy()).to_numpy()
-    )
-    body = feature_collection(
-        page, geometry, total=total, extra={"target": target, "limit": limit, "offset": offset}
+    body = feature_collection_from_strings(
+        table.geometry[page],
+        table.properties[page],
+        total=len(rows),
+        extra={"target": target, "limit": limit, "offset": offset},
     )
     return Response(body, media_type=GEOJSON)
 

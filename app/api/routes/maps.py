@@ -13,9 +13,9 @@ from app.api.routes.gaps import (
     MinShortfallQ,
     TargetQ,
     _result_or_job,
-    _select_rows,
     gap_params,
     parse_bbox,
+    select_rows,
 )
 from app.api.routes.plans import _visible_plan
 from app.cli_outputs import map_settings, published_clusters, published_gaps
@@ -72,10 +72,8 @@ def gap_map(
     dataset = services.dataset(dataset_id)
     gaps = published_gaps(dataset, outcome, services.settings)
     if box is not None or flag is not None:
-        keep = _select_rows(
-            services, dataset_id, outcome, group=None, group_value=None, flag=flag, bbox=box
-        )["area_code"]
-        gaps = gaps.loc[gaps["area_code"].isin(keep)]
+        table, rows = select_rows(services, dataset_id, params, outcome, flag=flag, bbox=box)
+        gaps = gaps.loc[gaps["area_code"].isin(table.area_code[rows])]
     parts = [f"target {target:.0%}"]
     if flag:
         parts.append(f"flag: {flag.replace('_', ' ')}")
