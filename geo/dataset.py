@@ -29,6 +29,7 @@ Shapes
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import pandas as pd
@@ -36,6 +37,9 @@ from pyproj import CRS
 
 from geo._errors import Problem
 from geo.projection import WGS84, metric_crs_of
+
+if TYPE_CHECKING:  # geo.network is heavy (osmium, networkx) and only optional here
+    from geo.network import StreetNetwork
 
 AREA_COLUMNS = ["area_code", "area_name", "parent_code"]
 GROUP_COLUMNS = ["age_band", "sex", "ethnic_group"]
@@ -74,7 +78,7 @@ class Dataset:
     uptake: pd.DataFrame
     indicators: pd.DataFrame
     sites: gpd.GeoDataFrame
-    network: object | None = None  # geo.network.StreetNetwork
+    network: StreetNetwork | None = None
     warnings: list[Problem] = field(default_factory=list)
 
     @property

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -33,6 +34,9 @@ from geo.validate_areas import GeometryLimits, validate_areas
 from geo.validate_indicators import validate_indicators
 from geo.validate_sites import keep_sites_near, validate_sites
 from geo.validate_uptake import validate_uptake
+
+if TYPE_CHECKING:
+    from geo.network import StreetNetwork
 
 #: Sites farther than this from the study area cannot serve it under any default radius.
 DEFAULT_SITE_DISTANCE_M = 3_000.0
@@ -257,21 +261,18 @@ def _sites(
     return validate_sites(frame, file.name, report, column_map=options.column_map)
 
 
-def _network(file: InputFile, report: Report) -> object | None:
+def _network(file: InputFile, report: Report) -> StreetNetwork | None:
     from geo.network import read_network  # imported late: optional heavy readers
 
     try:
-        result = read_network(file.read_bytes(), filename=file.name)
+        network = read_network(file.read_bytes(), filename=file.name)
     except InputError as exc:
         for problem in exc.problems:
             report.error(problem)
         return None
-    if isinstance(result, tuple):
-        network, warnings = result
-        for problem in warnings:
-            report.warn(problem)
-        return network
-    return result
+    for problem in network.warnings:
+        report.warn(problem)
+    return network
 
 
 def _lookup(file: InputFile, report: Report) -> dict[str, str] | None:

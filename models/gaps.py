@@ -4,179 +4,48 @@
 (:mod:`models.rates`), out-of-fold expected uptake (:mod:`models.expected`),
 empirical-Bayes smoothing (:mod:`models.smoothing`), overdispersed funnel z-scores and
 Fingertips significance (:mod:`models.funnel`), shortfall, FDR, flags and priority
-(:mod:`models.flags`), Gi* hot spots and cluster polygons (:mod:`models.clusters`) and
-SII/RII (:mod:`models.inequality`). Calculations use raw counts; disclosure control
-(:mod:`models.disclosure`) is for publication only.
+(:mod:`models.flags`), Gi* hot spots and cluster polygons (:mod:`models.clusters`), the
+per-group tables (:mod:`models.group_tables`) and SII/RII (:mod:`models.inequality`).
+Calculations use raw counts; disclosure control (:mod:`models.disclosure`) is for
+publication only.
 
-Group tables (one per group column present: age band, sex, ethnic group) repeat the
-statistics for area × group rows. Their expected uptake comes from the cell-level model
-(group as a categorical feature) when that model was chosen; otherwise it is the area's
-expected uptake shifted on the logit scale by one effect per group value, fitted so the
-expected and observed totals of each group value agree. Each group table estimates its
-own overdispersion and prior strength, and compares rows with the overall uptake of the
-same group value for Fingertips significance.
+The per-row statistics and the table columns are in :mod:`models.gap_statistics`, the
+parameters (:class:`GapParams`) in :mod:`models.gap_params`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 from pyproj import CRS
-from scipy.special import expit, logit
 
-from geo._errors import ParameterError
 from geo.dataset import Dataset, area_totals
 from geo.projection import to_wgs84
 from models import clusters as cl
-from models.expected import (
-    AREA_CANDIDATES,
-    CELL_CANDIDATE,
-    OPTIONAL_CANDIDATES,
-    CellDesign,
-    build_cells,
-    build_features,
-    fit_expected,
-)
-from models.flags import (
-    DEFAULT_IMD_QUINTILE_WEIGHTS,
-    FLAG_VALUES,
-    assign_flags,
-    bh_qvalues,
-    equity_weight,
-    imd_quintile,
-    p_low,
-    priority_rank,
-    shortfall,
-)
-from models.funnel import SIGNIFICANCE_LABELS, Overdispersion, funnel_significance, funnel_z
+from models.expected import fit_expected
+from models.expected_features import build_cells, build_features
+from models.flags import bh_qvalues, equity_weight, imd_quintile, priority_rank
+from models.gap_params import GapParams
+from models.gap_statistics import EXTRA_COLUMNS, TABLE_COLUMNS, row_statistics
+from models.group_tables import group_table
 from models.inequality import inequality_summary
-from models.rates import proportion, wilson_interval
-from models.smoothing import eb_smooth
 
-TABLE_COLUMNS = [
-    "area_code",
-    "area_name",
-    "parent_code",
-    "eligible",
-    "vaccinated",
-    "uptake",
-    "ci_low",
-    "ci_high",
-    "smoothed_uptake",
-    "expected_uptake",
-    "target",
-    "shortfall",
-    "z",
-    "funnel_significance",
-    "flag",
-    "q_value",
-    "cluster_id",
-    "priority",
-    "imd_decile",
+__all__ = [
+    "EXTRA_COLUMNS",
+    "TABLE_COLUMNS",
+    "GapParams",
+    "GapResult",
+    "Progress",
+    "analyse_gaps",
+    "json_ready",
 ]
-EXTRA_COLUMNS = [
-    "imd_quintile",
-    "prob_below_target",
-    "p_value",
-    "z_unadjusted",
-    "equity_weight",
-    "gi_z",
-    "gi_p",
-    "gi_q",
-    "hot_target",
-    "hot_expected",
-    "hot_spot",
-]
+
 Progress = Callable[[float, str], None]
-
-
-@dataclass
-class GapParams:
-    """Parameters of the gap analysis (validated on creation).
-
-    Attributes
-    ----------
-    target
-        Uptake target, a proportion in (0, 1].
-    confidence
-        Level of the Wilson interval in ``ci_low``/``ci_high``.
-    prob_threshold, min_shortfall
-        ``below_target`` needs P(true uptake < target) ≥ ``prob_threshold`` and a
-        shortfall of at least ``min_shortfall`` people.
-    fdr_alpha
-        False discovery rate for ``below_expected`` flags and for Gi* hot spots.
-    limit_confidence
-        ``below_expected`` needs z below the lower funnel limit at this level (99.8%).
-    permutations
-        Conditional permutations for Gi* (0 = analytic z only, no clusters).
-    imd_quintile_weights, ethnic_group_weights
-        Equity multipliers for the priority (see :func:`models.flags.equity_weight`).
-    min_cluster_areas
-        Smallest number of contiguous hot-spot areas reported as a cluster.
-    winsor_fraction
-        Winsorising fraction for the overdispersion estimate (Spiegelhalter: 0.1).
-    sii_repetitions
-        Simulations for the SII/RII confidence intervals (PHE default 100,000).
-    model_candidates
-        Expected-uptake candidates to try (None = all that apply).
-    seed
-        Random seed (permutations, model subsampling, SII simulation).
-    """
-
-    target: float = 0.8
-    confidence: float = 0.95
-    prob_threshold: float = 0.95
-    min_shortfall: int = 10
-    fdr_alpha: float = 0.05
-    limit_confidence: float = 0.998
-    permutations: int = 9999
-    imd_quintile_weights: dict[int, float] = field(
-        default_factory=lambda: dict(DEFAULT_IMD_QUINTILE_WEIGHTS)
-    )
-    ethnic_group_weights: dict[str, float] = field(default_factory=dict)
-    min_cluster_areas: int = 2
-    winsor_fraction: float = 0.1
-    sii_repetitions: int = 100_000
-    model_candidates: tuple[str, ...] | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        errors: list[dict[str, Any]] = []
-
-        def bad(name: str, msg: str) -> None:
-            errors.append({"loc": [name], "msg": msg, "input": getattr(self, name)})
-
-        if not 0 < self.target <= 1:
-            bad("target", "target must be a proportion in (0, 1], e.g. 0.8")
-        for name in ("confidence", "prob_threshold", "fdr_alpha", "limit_confidence"):
-            if not 0 < getattr(self, name) < 1:
-                bad(name, f"{name} must be strictly between 0 and 1")
-        if self.min_shortfall < 0:
-            bad("min_shortfall", "min_shortfall must be 0 or more people")
-        if not 0 <= self.permutations <= 99_999:
-            bad("permutations", "permutations must be between 0 and 99,999")
-        if self.min_cluster_areas < 1:
-            bad("min_cluster_areas", "min_cluster_areas must be at least 1")
-        if not 0 <= self.winsor_fraction < 0.5:
-            bad("winsor_fraction", "winsor_fraction must be in [0, 0.5)")
-        if self.sii_repetitions < 1000:
-            bad("sii_repetitions", "sii_repetitions must be at least 1,000 (PHE method)")
-        if any(
-            int(k) not in range(1, 6) or not v > 0 for k, v in self.imd_quintile_weights.items()
-        ):
-            bad("imd_quintile_weights", "keys must be IMD quintiles 1–5 and multipliers positive")
-        if any(not v > 0 for v in self.ethnic_group_weights.values()):
-            bad("ethnic_group_weights", "ethnic group multipliers must be positive")
-        known = {*AREA_CANDIDATES, *OPTIONAL_CANDIDATES, CELL_CANDIDATE}
-        if self.model_candidates is not None and not set(self.model_candidates) <= known:
-            bad("model_candidates", f"model_candidates must be among {sorted(known)}")
-        if errors:
-            raise ParameterError(errors)
 
 
 @dataclass
@@ -204,84 +73,6 @@ class GapResult:
     clusters: gpd.GeoDataFrame
     inequality: dict[str, Any]
     model_report: dict[str, Any]
-
-
-def _statistics(
-    eligible: np.ndarray,
-    vaccinated: np.ndarray,
-    expected: np.ndarray,
-    params: GapParams,
-    *,
-    average: np.ndarray | float | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The per-row gap statistics shared by the area and group tables."""
-    ci_low, ci_high = wilson_interval(vaccinated, eligible, confidence=params.confidence)
-    smooth = eb_smooth(vaccinated, eligible, expected, target=params.target)
-    funnel = funnel_z(vaccinated, eligible, expected, winsor_fraction=params.winsor_fraction)
-    p_value = p_low(funnel.z)
-    q_value = bh_qvalues(p_value)
-    gap = shortfall(vaccinated, eligible, params.target)
-    if average is None or np.isscalar(average):
-        significance = funnel_significance(vaccinated, eligible, average=average)  # type: ignore[arg-type]
-    else:
-        significance = _significance_by_benchmark(vaccinated, eligible, np.asarray(average))
-    flags = assign_flags(
-        prob_below_target=smooth.prob_below_target,
-        shortfall=gap,
-        z=funnel.z,
-        q_value=q_value,
-        prob_threshold=params.prob_threshold,
-        min_shortfall=params.min_shortfall,
-        fdr_alpha=params.fdr_alpha,
-        limit_confidence=params.limit_confidence,
-    )
-    # Categoricals: a handful of labels over up to a million rows (and far cheaper for
-    # pandas than object columns of strings).
-    columns = {
-        "uptake": proportion(vaccinated, eligible),
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "smoothed_uptake": smooth.smoothed,
-        "expected_uptake": expected,
-        "shortfall": gap,
-        "z": funnel.z,
-        "funnel_significance": pd.Categorical(significance, categories=SIGNIFICANCE_LABELS),
-        "flag": pd.Categorical(flags, categories=FLAG_VALUES),
-        "q_value": q_value,
-        "prob_below_target": smooth.prob_below_target,
-        "p_value": p_value,
-        "z_unadjusted": funnel.z_unadjusted,
-    }
-    values, counts = np.unique(flags.astype(str), return_counts=True)
-    estimates = {
-        "overdispersion": _overdispersion_dict(funnel.overdispersion),
-        "smoothing": {
-            "prior_strength": smooth.prior_strength,
-            "method": smooth.method,
-            "at_bound": smooth.at_bound,
-        },
-        "flags": {v: int(c) for v, c in zip(values, counts, strict=True)},
-    }
-    return columns, estimates
-
-
-def _significance_by_benchmark(
-    vaccinated: np.ndarray, eligible: np.ndarray, average: np.ndarray
-) -> np.ndarray:
-    """Fingertips significance with a benchmark per row (one per distinct benchmark)."""
-    labels = np.full(len(eligible), None, dtype=object)
-    for value in np.unique(average[np.isfinite(average)]):
-        rows = average == value
-        labels[rows] = funnel_significance(vaccinated[rows], eligible[rows], average=float(value))
-    return labels
-
-
-def _overdispersion_dict(fit: Overdispersion) -> dict[str, Any]:
-    return {
-        **fit.to_dict(),
-        "method": "Spiegelhalter 2005, arcsine-square-root scale, "
-        "additive random effects (tau2) used for z",
-    }
 
 
 def _area_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -326,130 +117,6 @@ def _area_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame, indicators
 
 
-def _group_effect_expected(
-    value: np.ndarray, eligible: np.ndarray, vaccinated: np.ndarray, area_expected: np.ndarray
-) -> np.ndarray:
-    """Area expectation shifted on the logit scale by one effect per group value, chosen
-    (Newton's method) so the expected total of each value equals the observed total."""
-    base = logit(np.clip(area_expected, 1e-6, 1 - 1e-6))
-    observed = np.bincount(value, weights=vaccinated)
-    effect = np.zeros(value.max() + 1 if len(value) else 0)
-    for _ in range(50):
-        p = expit(base + effect[value])
-        gradient = np.bincount(value, weights=eligible * p, minlength=len(effect)) - observed
-        curvature = np.bincount(value, weights=eligible * p * (1 - p), minlength=len(effect))
-        step = np.where(curvature > 0, gradient / np.maximum(curvature, 1e-12), 0.0)
-        effect = np.clip(effect - step, -20, 20)
-        if not len(step) or np.abs(step).max() < 1e-10:
-            break
-    return np.asarray(expit(base + effect[value]))
-
-
-def _group_table(
-    column: str,
-    cells: CellDesign,
-    area: pd.DataFrame,
-    area_expected: np.ndarray,
-    cell_expected: np.ndarray | None,
-    params: GapParams,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Statistics for area × value-of-``column`` rows, built with integer keys (bincount)
-    so England-size tables (900,000 rows from 4.5 million cells) stay fast."""
-    labels = np.asarray(cells.categories[column], dtype=object)
-    width = len(labels)
-    key = cells.area_index.astype(np.int64) * width + cells.codes[column]
-    present = np.flatnonzero(np.bincount(key, minlength=len(area) * width) > 0)
-    slot = np.full(len(area) * width, -1)
-    slot[present] = np.arange(len(present))
-    row = slot[key]
-    eligible = np.bincount(row, weights=cells.trials, minlength=len(present))
-    vaccinated = np.bincount(row, weights=cells.successes, minlength=len(present))
-    area_of_row, value_of_row = present // width, present % width
-    if cell_expected is not None:
-        weighted = np.bincount(row, weights=cells.trials * cell_expected, minlength=len(present))
-        plain = np.bincount(row, weights=cell_expected, minlength=len(present)) / np.bincount(
-            row, minlength=len(present)
-        )
-        expected = np.where(eligible > 0, weighted / np.where(eligible > 0, eligible, 1.0), plain)
-        method = "cell-level model with the group as a categorical feature"
-    else:
-        expected = _group_effect_expected(
-            value_of_row, eligible, vaccinated, area_expected[area_of_row]
-        )
-        method = "area expected uptake shifted by a logit-scale effect per group value"
-    value_eligible = np.bincount(value_of_row, weights=eligible, minlength=width)
-    value_vaccinated = np.bincount(value_of_row, weights=vaccinated, minlength=width)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        average = (value_vaccinated / value_eligible)[value_of_row]
-    columns, estimates = _statistics(eligible, vaccinated, expected, params, average=average)
-    eth = [c for c in area.columns if c.startswith("eth_")]
-    decile = area["imd_decile"].to_numpy(dtype=float, na_value=np.nan)[area_of_row]
-    shares = {c.removeprefix("eth_"): area[c].to_numpy()[area_of_row] for c in eth}
-    if column == "ethnic_group":  # weight by the row's own group, not the area's mix
-        shares = {g: (labels[value_of_row] == g).astype(float) for g in params.ethnic_group_weights}
-    weight = equity_weight(
-        decile,
-        shares,
-        imd_quintile_weights=params.imd_quintile_weights,
-        ethnic_group_weights=params.ethnic_group_weights,
-    )
-    priority = priority_rank(
-        columns["shortfall"], weight, prob_below_target=columns["prob_below_target"], codes=present
-    )
-    order = np.argsort(priority, kind="stable")
-    carried = [
-        "area_code",
-        "area_name",
-        "parent_code",
-        "cluster_id",
-        "imd_decile",
-        "imd_quintile",
-        *eth,
-    ]
-    base = area[carried].iloc[area_of_row[order]].reset_index(drop=True)
-    table = pd.DataFrame(
-        {
-            "area_code": base["area_code"],
-            "area_name": base["area_name"],
-            "parent_code": base["parent_code"],
-            "group": column,
-            "group_value": pd.Categorical.from_codes(
-                value_of_row[order], categories=[str(v) for v in labels]
-            ),
-            "eligible": eligible[order].astype(np.int64),
-            "vaccinated": vaccinated[order].astype(np.int64),
-            **{
-                name: values[order]
-                if isinstance(values, pd.Categorical)
-                else np.asarray(values)[order]
-                for name, values in columns.items()
-            },
-            "target": params.target,
-            "cluster_id": base["cluster_id"],
-            "priority": priority[order],
-            "imd_decile": base["imd_decile"],
-            **{c: base[c] for c in eth},
-            "imd_quintile": base["imd_quintile"],
-            "equity_weight": weight[order],
-        }
-    )
-    ordered = [
-        "area_code",
-        "area_name",
-        "parent_code",
-        "group",
-        "group_value",
-        *TABLE_COLUMNS[3:],
-        *eth,
-        "imd_quintile",
-        "prob_below_target",
-        "p_value",
-        "z_unadjusted",
-        "equity_weight",
-    ]
-    return table[ordered], {**estimates, "expected_method": method}
-
-
 def _metric_precision(crs: Any) -> float:
     """Vertex-snapping grid for contiguity: ~1 mm in degrees or metres."""
     return 1e-8 if crs is not None and CRS.from_user_input(crs).is_geographic else 1e-3
@@ -465,9 +132,14 @@ def analyse_gaps(
     dataset
         A validated :class:`geo.dataset.Dataset`.
     params
-        Analysis parameters (defaults: target 80%, 95% intervals, 999 permutations).
+        Analysis parameters (defaults: target 80%, 95% intervals, 9,999 permutations).
     progress
         Optional callback ``progress(fraction_done, stage)``.
+
+    Returns
+    -------
+    The area table, group tables, cluster polygons, inequality summary and model report
+    (see :class:`GapResult`).
     """
     params = params or GapParams()
     tell = progress or (lambda fraction, stage: None)
@@ -495,7 +167,7 @@ def analyse_gaps(
         candidates=params.model_candidates,
     )
     tell(0.45, "smoothing, funnel and flags")
-    columns, estimates = _statistics(eligible, vaccinated, fit.expected, params)
+    columns, estimates = row_statistics(eligible, vaccinated, fit.expected, params)
     for name, values in columns.items():
         area[name] = values
     area["target"] = params.target
@@ -555,7 +227,7 @@ def analyse_gaps(
     group_estimates: dict[str, Any] = {}
     for column in [] if cells is None else list(cells.codes):
         assert cells is not None
-        group_tables[column], group_estimates[column] = _group_table(
+        group_tables[column], group_estimates[column] = group_table(
             column, cells, area, fit.expected, fit.cell_expected, params
         )
 
@@ -607,6 +279,7 @@ def analyse_gaps(
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
+    """How many rows hold each label (missing labels not counted)."""
     counts = values.dropna().astype(str).value_counts()
     return {str(k): int(v) for k, v in counts.items()}
 

@@ -117,6 +117,7 @@ def make_plan(
 def _coverage(dataset: Dataset, inputs: PlanInputs, params: PlanParams) -> sp.csr_array:
     radius = site_radii(inputs.sites["site_type"].to_numpy(), params.radius_m)
     if params.distance == "network":
+        assert dataset.network is not None  # validate_plan_params refuses it otherwise
         return sp.csr_array(
             network_coverage(
                 dataset.network,
@@ -144,6 +145,7 @@ def _existing_reach(dataset: Dataset, inputs: PlanInputs, params: PlanParams) ->
     xy = np.column_stack([x, y])
     radius = site_radii(existing["site_type"].astype(str).to_numpy(), params.radius_m)
     if params.distance == "network":
+        assert dataset.network is not None  # validate_plan_params refuses it otherwise
         reach = network_coverage(
             dataset.network, inputs.crs, inputs.demand_xy, xy, radius, decay=params.decay
         )
