@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app import __version__
+from app.store.base import SchemaMismatch
 from geo._errors import InputError, OutreachError, ParameterError
 
 EXIT_INPUT = 2
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return EXIT_INPUT
     except OutreachError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except SchemaMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     return int(result or 0)
@@ -93,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--name", default=None)
     _import_options(load)
     load.set_defaults(handler=_import)
+
+    migrate_cmd = sub.add_parser(
+        "migrate", help="create or upgrade the database schema (back the database up first)"
+    )
+    migrate_cmd.set_defaults(handler=_migrate)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -269,6 +278,19 @@ def _import(args: argparse.Namespace) -> int:
     for warning in meta.warnings:
         print(f"warning: {warning['file']}: {warning['problem']}", file=sys.stderr)
     print(f"imported {meta.name!r}: {meta.n_areas} areas, {meta.n_sites} sites; id {meta.id}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from app.store.migrate import database_revision, migrate
+
+    url = _settings().resolved_database_url
+    before = database_revision(url)
+    after = migrate(url)
+    if before == after:
+        print(f"the database schema is already at revision {after}, the newest this release knows")
+    else:
+        print(f"upgraded the database schema from revision {before or '(none)'} to {after}")
     return 0
 
 

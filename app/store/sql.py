@@ -17,12 +17,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine, MetaData, Table, delete, func, inspect, select, update
+from sqlalchemy import Engine, MetaData, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.store.base import Conflict, DatasetMeta, NotFound, SchemaMismatch, Store
-from app.store.schema import SCHEMA_VERSION
+from app.store.base import Conflict, DatasetMeta, NotFound, Store
 from geo.dataset import SITE_COLUMNS, Dataset, empty_sites
 from geo.projection import WGS84
 
@@ -66,23 +65,15 @@ class SqlStore(Store):
 
     # --- schema --------------------------------------------------------------
     def _check_schema(self) -> None:
-        names = set(inspect(self.engine).get_table_names())
-        ours = set(self.t)
-        if not names & ours:
-            self._prepare_schema()
-            self.metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                conn.execute(self.t["schema_info"].insert().values(id=1, version=SCHEMA_VERSION))
-            return
-        version = None
-        if "schema_info" in names:
-            with self.engine.connect() as conn:
-                version = conn.execute(select(self.t["schema_info"].c.version)).scalar()
-        if version != SCHEMA_VERSION:
-            raise SchemaMismatch(
-                f"the database has schema version {version!r} but this release needs {SCHEMA_VERSION}; "
-                "run `outreach migrate` (or point OUTREACH_DATABASE_URL at a new database)"
-            )
+        # Alembic migrations create a new database and check an existing one (refusing an
+        # older or unknown revision with SchemaMismatch): see app/store/migrate.py.
+        from app.store.migrate import ensure_schema
+
+        try:
+            ensure_schema(self.engine, prepare=self._prepare_schema)
+        except BaseException:
+            self.engine.dispose()  # the store is not opened: release its connections
+            raise
 
     # --- datasets ------------------------------------------------------------
     def create_dataset(self, dataset: Dataset, *, org: str | None = None) -> DatasetMeta:
