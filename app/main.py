@@ -19,9 +19,10 @@ from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api.main import api_router
+from app.auth import hash_key
 from app.errors import install_error_handlers
 from app.jobs import JobRunner
-from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, WriteAuthMiddleware
 from app.services import Services
 from app.settings import Settings
 from app.store import Store, open_store
@@ -94,5 +95,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         parts = urlsplit(settings.tiles.replace("{s}", "a"))
         tiles_origin = f"{parts.scheme}://{parts.netloc.replace('a.', '*.', 1) if '{s}' in settings.tiles else parts.netloc}"
     app.add_middleware(SecurityHeadersMiddleware, tiles_origin=tiles_origin)
+
+    def key_is_valid(token: str) -> bool:
+        record = store.find_key(hash_key(token))
+        return record is not None and record.get("revoked_at") is None
+
+    app.add_middleware(WriteAuthMiddleware, key_is_valid=key_is_valid)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_upload_bytes)
     return app

@@ -110,3 +110,65 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, add_headers)
+
+
+class WriteAuthMiddleware:
+    """Refuse writes to the API without a valid key *before* reading their bodies.
+
+    FastAPI parses a multipart body before running the route's dependencies, so without
+    this an anonymous client could make the service read (and spool) a 300 MB upload
+    only to be told 401. Roles are still checked by the routes.
+    """
+
+    _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, app: ASGIApp, *, key_is_valid: Any):
+        self.app = app
+        self.key_is_valid = key_is_valid
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in self._WRITES
+            or not scope["path"].startswith("/v1/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            await _send_401(
+                send,
+                "This request changes data and needs an API key: send 'Authorization: Bearer <key>'.",
+            )
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        if not await run_in_threadpool(self.key_is_valid, token.strip()):
+            await _send_401(send, "The API key is unknown or revoked.")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_401(send: Send, detail: str) -> None:
+    body = json.dumps(
+        {
+            "type": "https://outreach-planner.invalid/problems/unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": detail,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

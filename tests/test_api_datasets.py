@@ -221,3 +221,52 @@ def test_landing_page_and_cookie_session(make_client, demo_dir: Path) -> None:  
     assert client.delete(f"/v1/datasets/{created['id']}").status_code == 401
     client.post("/session/logout")
     assert client.get("/v1/datasets").status_code == 401
+
+
+def test_writes_without_a_valid_key_are_refused_before_the_body_is_read(tmp_path: Path) -> None:
+    """An anonymous 50 MB upload gets 401 after its headers, not after 50 MB."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'o.db'}", data_dir=tmp_path)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        for auth_header in ("", "Authorization: Bearer okey_forged\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                head = f"POST /v1/datasets HTTP/1.1\r\nHost: x\r\n{auth_header}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 50000000\r\n\r\n"
+                sock.sendall(head.encode() + b"--b\r\n")  # 50 MB announced, a few bytes sent
+                reply = sock.recv(4096).decode()
+            assert reply.startswith("HTTP/1.1 401") and "application/problem+json" in reply
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_revoked_key_in_the_cookie_does_not_lock_the_user_out(make_client) -> None:  # type: ignore[no-untyped-def]
+    from app.auth import hash_key
+
+    client, keys = make_client()
+    client.post("/session", data={"key": keys["viewer"]})
+    store = client.app.state.services.store
+    store.revoke_key(store.find_key(hash_key(keys["viewer"]))["id"])
+    page = client.get("/")
+    assert page.status_code == 200 and "sign in again" in page.text and "Sign in" in page.text
+    assert 'outreach_key=""' in page.headers.get(
+        "set-cookie", ""
+    ) or "Max-Age=0" in page.headers.get("set-cookie", "")
+    assert client.get("/v1/datasets").status_code == 401

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import geopandas as gpd
@@ -389,20 +389,38 @@ class SqlStore(Store):
             raise NotFound("job", job_id)
         return dict(row)
 
-    def fail_interrupted_jobs(self) -> int:
-        """Mark jobs left queued/running by a dead process as failed; return how many."""
+    def fail_interrupted_jobs(self, *, stale_after_s: float = 60.0) -> int:
+        """Mark as failed the jobs left queued/running by a process that died: those whose
+        runner stopped touching them (``updated_at``) more than ``stale_after_s`` ago.
+        Live jobs of other workers are touched every few seconds, so they are left alone."""
         table = self.t["jobs"]
+        now = datetime.now(UTC)
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(table)
-                .where(table.c.status.in_(("queued", "running")))
+                .where(
+                    table.c.status.in_(("queued", "running"))
+                    & (table.c.updated_at < now - timedelta(seconds=stale_after_s))
+                )
                 .values(
                     status="failed",
                     message="interrupted by a service restart; submit it again",
-                    updated_at=datetime.now(UTC),
+                    updated_at=now,
                 )
             )
         return int(result.rowcount or 0)
+
+    def touch_jobs(self, job_ids: list[str]) -> None:
+        """Heartbeat: the runner still holds these jobs."""
+        if not job_ids:
+            return
+        table = self.t["jobs"]
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(job_ids) & table.c.status.in_(("queued", "running")))
+                .values(updated_at=datetime.now(UTC))
+            )
 
     # --- keys ----------------------------------------------------------------
     def create_key(self, record: dict[str, Any]) -> None:

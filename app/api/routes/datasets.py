@@ -157,7 +157,7 @@ def list_datasets(
     services: ServicesDep,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> dict[str, Any]:
     items, total = services.store.list_datasets(
         org=principal.org, all_orgs=principal.sees_all, limit=limit, offset=offset

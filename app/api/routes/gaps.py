@@ -197,7 +197,7 @@ def get_gaps(
         str | None, Query(max_length=200, description="with group: only this group")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
     format: Annotated[
         Literal["geojson", "csv"], Query(description="geojson (default) or csv")
     ] = "geojson",

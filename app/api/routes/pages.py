@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import PrincipalDep, ServicesDep
-from app.auth import COOKIE_NAME, hash_key
+from app.api.deps import ServicesDep, get_principal
+from app.auth import COOKIE_NAME, Principal, hash_key
+from app.errors import ApiProblem
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[2] / "templates"))
@@ -19,8 +20,20 @@ _COOKIE_MAX_AGE = 12 * 3600
 
 
 @router.get("/", response_class=HTMLResponse)
-async def index(request: Request, services: ServicesDep, principal: PrincipalDep) -> HTMLResponse:
-    """Datasets (with links to their gap maps), recent plans (with their maps), API docs."""
+async def index(request: Request, services: ServicesDep) -> HTMLResponse:
+    """Datasets (with links to their gap maps), recent plans (with their maps), API docs.
+
+    A stale cookie (revoked key) must not lock the user out of the page that lets them
+    sign in again: it is dropped and the page shown signed out.
+    """
+    stale = False
+    try:
+        principal = await get_principal(request, services)
+    except ApiProblem:
+        principal, stale = (
+            Principal(role="viewer" if services.settings.anonymous_read else None),
+            True,
+        )
     can_read = principal.role is not None
     datasets, total, plans = [], 0, []
     if can_read:
@@ -35,7 +48,9 @@ async def index(request: Request, services: ServicesDep, principal: PrincipalDep
             if p["dataset_id"] in visible
         ][:20]
     message = request.query_params.get("message")
-    return templates.TemplateResponse(
+    if stale:
+        message = "Your key was revoked or is unknown; sign in again."
+    response = templates.TemplateResponse(
         request,
         "index.html",
         {
@@ -48,9 +63,16 @@ async def index(request: Request, services: ServicesDep, principal: PrincipalDep
             "message": message if message in _MESSAGES else None,
         },
     )
+    if stale:
+        response.delete_cookie(COOKIE_NAME, path="/")
+    return response
 
 
-_MESSAGES = {"That key is unknown or revoked.", "Signed out."}
+_MESSAGES = {
+    "That key is unknown or revoked.",
+    "Signed out.",
+    "Your key was revoked or is unknown; sign in again.",
+}
 
 
 @router.post("/session")
