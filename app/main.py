@@ -90,6 +90,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             swagger_favicon_url="/static/favicon.svg",
         )
 
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
+
     tiles_origin = ""
     if settings.tiles:
         parts = urlsplit(settings.tiles.replace("{s}", "a"))
@@ -103,3 +105,72 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(WriteAuthMiddleware, key_is_valid=key_is_valid)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_upload_bytes)
     return app
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "every problem found, each with its location",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _problem(description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+def _openapi_with_problems(app: FastAPI) -> dict[str, object]:
+    """FastAPI's OpenAPI, with the error responses the service really sends: every 4xx
+    and 5xx as ``application/problem+json`` (FastAPI documents 422 as plain JSON)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = _PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses["422"] = _problem("Invalid request: every problem is listed in `errors`")
+            if path.startswith("/v1/"):
+                responses.setdefault("401", _problem("No API key, or an unknown or revoked one"))
+                responses.setdefault("403", _problem("The key's role does not allow this"))
+                if "{" in path:
+                    responses.setdefault(
+                        "404", _problem("No such record (or not visible to this key)")
+                    )
+            if method in ("post", "put", "patch"):
+                responses.setdefault("400", _problem("The request body could not be parsed (malformed JSON or multipart)"))
+                responses.setdefault("413", _problem("Request body over the upload limit"))
+            if path.endswith("/sites") and method == "post":
+                responses.setdefault("409", _problem("A site id already exists in the dataset"))
+            if path.endswith("/map"):
+                responses.setdefault("503", _problem("Map assets not installed"))
+            responses.setdefault("500", _problem("Unexpected error (an incident id is given)"))
+    app.openapi_schema = schema
+    return schema

@@ -24,7 +24,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from starlette.types import Receive, Scope, Send
 
 from geo.dataset import Dataset
@@ -106,7 +110,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, demo_dataset: Dataset) -> I
 )
 def test_no_server_error_and_responses_match_the_schema(case: Any) -> None:
     case.call_and_validate(
-        headers=_SEEDED.headers, checks=[not_a_server_error, response_schema_conformance]
+        headers=_SEEDED.headers,
+        checks=[
+            not_a_server_error,
+            response_schema_conformance,
+            status_code_conformance,
+            content_type_conformance,
+        ],
     )
 
 
