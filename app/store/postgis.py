@@ -15,12 +15,8 @@ same for a deployment.
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import geopandas as gpd
@@ -32,7 +28,6 @@ from psycopg import sql
 from sqlalchemy import Connection, LargeBinary, Table, create_engine, func, text
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.store.base import DatasetMeta
 from app.store.schema import build_metadata
 from app.store.sql import SqlStore
 from geo.dataset import SITE_COLUMNS, Dataset
@@ -82,55 +77,14 @@ class PostgisStore(SqlStore):
                 conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
 
     # --- import with COPY ------------------------------------------------------
-    def create_dataset(self, dataset: Dataset, *, org: str | None = None) -> DatasetMeta:
-        """Store ``dataset`` in one transaction: the dataset row with an INSERT, areas,
-        uptake, indicators and sites with ``COPY`` on the same connection."""
-        dataset_id = uuid.uuid4().hex
-        now = datetime.now(UTC)
-        warnings = [p.to_dict() for p in dataset.warnings]
-        groups = dataset.groups_present()
-        with self.engine.begin() as conn:
-            conn.execute(
-                self.t["datasets"]
-                .insert()
-                .values(
-                    id=dataset_id,
-                    name=dataset.name,
-                    created_at=now,
-                    n_areas=len(dataset.areas),
-                    n_sites=len(dataset.sites),
-                    org=org,
-                    warnings=json.dumps(warnings),
-                    groups=json.dumps(groups),
-                    indicator_columns=json.dumps(list(dataset.indicators.columns)),
-                    has_network=dataset.network is not None,
-                )
-            )
-            _copy(conn, "areas", *_area_columns(dataset_id, dataset.areas))
-            _copy(conn, "uptake", *_uptake_columns(dataset_id, dataset.uptake))
-            _copy(conn, "indicators", *_indicator_columns(dataset_id, dataset.indicators))
-            _copy(conn, "sites", *_site_columns(dataset_id, dataset.sites))
-            if dataset.network is not None:
-                buffer = io.BytesIO()
-                np.savez_compressed(buffer, **dataset.network.to_arrays())  # type: ignore[attr-defined]
-                conn.execute(
-                    self.t["blobs"]
-                    .insert()
-                    .values(dataset_id=dataset_id, part="network", data=buffer.getvalue())
-                )
-        return DatasetMeta(
-            dataset_id,
-            dataset.name,
-            len(dataset.areas),
-            now,
-            warnings,
-            org,
-            len(dataset.sites),
-            groups,
-            dataset.network is not None,
-        )
+    def _insert_contents(self, conn: Any, dataset_id: str, dataset: Dataset) -> None:
+        """Areas, uptake, indicators and sites with ``COPY`` on the import's connection,
+        so the import stays one transaction (3-4x faster than executemany here)."""
+        _copy(conn, "areas", *_area_columns(dataset_id, dataset.areas))
+        _copy(conn, "uptake", *_uptake_columns(dataset_id, dataset.uptake))
+        _copy(conn, "indicators", *_indicator_columns(dataset_id, dataset.indicators))
+        _copy(conn, "sites", *_site_columns(dataset_id, dataset.sites))
 
-    # --- geometry hooks ----------------------------------------------------------
     def _geom_bind(self, wkb: bytes) -> Any:
         return WKBElement(wkb, srid=_SRID)
 

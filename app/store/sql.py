@@ -98,10 +98,7 @@ class SqlStore(Store):
                     has_network=dataset.network is not None,
                 )
             )
-            self._insert(conn, "areas", self._area_rows(dataset_id, dataset.areas))
-            self._insert(conn, "uptake", self._uptake_rows(dataset_id, dataset.uptake))
-            self._insert(conn, "indicators", self._indicator_rows(dataset_id, dataset.indicators))
-            self._insert(conn, "sites", self._site_rows(dataset_id, dataset.sites, start=0))
+            self._insert_contents(conn, dataset_id, dataset)
             if dataset.network is not None:
                 buffer = io.BytesIO()
                 np.savez_compressed(buffer, **dataset.network.to_arrays())  # type: ignore[attr-defined]
@@ -121,6 +118,14 @@ class SqlStore(Store):
             groups,
             dataset.network is not None,
         )
+
+    def _insert_contents(self, conn: Any, dataset_id: str, dataset: Dataset) -> None:
+        """Bulk-insert areas, uptake, indicators and sites inside the import transaction
+        (PostGIS overrides this with COPY)."""
+        self._insert(conn, "areas", self._area_rows(dataset_id, dataset.areas))
+        self._insert(conn, "uptake", self._uptake_rows(dataset_id, dataset.uptake))
+        self._insert(conn, "indicators", self._indicator_rows(dataset_id, dataset.indicators))
+        self._insert(conn, "sites", self._site_rows(dataset_id, dataset.sites, start=0))
 
     def list_datasets(
         self, *, org: str | None = None, all_orgs: bool = True, limit: int = 1000, offset: int = 0
