@@ -16,29 +16,10 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
-from geo.dataset import Dataset, empty_sites
-from geo.synthetic import SyntheticCity, generate_city
+from geo.synthetic import generate_city
 from models import clusters as cl
 from models.gaps import GapParams, analyse_gaps
-
-
-def dataset_from_city(city: SyntheticCity) -> Dataset:
-    """The canonical Dataset of a synthetic city (WGS84 areas, OA-level indicator shares)."""
-    areas = city.areas.to_crs(4326)[["area_code", "area_name", "parent_code", "geometry"]]
-    uptake = city.uptake.assign(sex="")[
-        ["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"]
-    ]
-    lsoa = city.indicators.set_index("area_code").astype(float)
-    counts = [c for c in lsoa.columns if c.startswith(("eth_", "rel_"))]
-    residents = lsoa[[c for c in counts if c.startswith("eth_")]].sum(axis=1)
-    lsoa[counts] = lsoa[counts].div(residents, axis=0)
-    indicators = lsoa.reindex(areas["parent_code"].to_numpy())
-    indicators.index = pd.Index(areas["area_code"].to_numpy(), name="area_code")
-    return Dataset(
-        name="bench", areas=areas, uptake=uptake, indicators=indicators, sites=empty_sites()
-    )
 
 
 def _peak_rss_gb() -> float:
@@ -48,7 +29,7 @@ def _peak_rss_gb() -> float:
 def run_analysis(n_areas: int, permutations: int) -> None:
     t0 = time.perf_counter()
     city = generate_city(n_areas=n_areas, network=False, seed=42)
-    dataset = dataset_from_city(city)
+    dataset = city.to_dataset()
     print(
         f"generated {n_areas:,} areas, {len(dataset.uptake):,} uptake cells in "
         f"{time.perf_counter() - t0:.1f} s (not counted); peak RSS so far {_peak_rss_gb():.2f} GB"

@@ -102,6 +102,7 @@ from geo._synthetic_population import (
     uptake_cells,
 )
 from geo._synthetic_sites import build_sites
+from geo.dataset import Dataset, empty_sites
 from geo.projection import BRITISH_NATIONAL_GRID
 
 #: Centre of the default city (EPSG:27700 metres), in the East Midlands.
@@ -132,6 +133,26 @@ class SyntheticCity:
     outline: shapely.Polygon | None = None
     river: shapely.LineString | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dataset(self, name: str = "demo") -> Dataset:
+        """The canonical :class:`~geo.dataset.Dataset` of the city without writing and
+        reading files (what the import path gives, minus sites and network): WGS84
+        areas, blank ``sex``, LSOA indicators inherited by their OAs with ethnicity and
+        religion counts as shares of residents. For benchmarks and model tests; the
+        import path itself is tested on the written files."""
+        areas = self.areas.to_crs(4326)[["area_code", "area_name", "parent_code", "geometry"]]
+        uptake = self.uptake.assign(sex="")[
+            ["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"]
+        ]
+        lsoa = self.indicators.set_index("area_code").astype(float)
+        counts = [c for c in lsoa.columns if c.startswith(("eth_", "rel_"))]
+        residents = lsoa[[c for c in counts if c.startswith("eth_")]].sum(axis=1)
+        lsoa[counts] = lsoa[counts].div(residents, axis=0)
+        indicators = lsoa.reindex(areas["parent_code"].to_numpy())
+        indicators.index = pd.Index(areas["area_code"].to_numpy(), name="area_code")
+        return Dataset(
+            name=name, areas=areas, uptake=uptake, indicators=indicators, sites=empty_sites()
+        )
 
 
 def generate_city(

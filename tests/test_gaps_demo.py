@@ -19,30 +19,12 @@ from models.gaps import TABLE_COLUMNS, GapParams, GapResult, analyse_gaps
 TARGET = 0.8
 
 
-def _dataset_from_city(city: SyntheticCity) -> Dataset:
-    """The canonical Dataset of a synthetic city: WGS84 areas, sex column blank, LSOA
-    indicators inherited by their OAs with ethnicity/religion counts turned into shares."""
-    areas = city.areas.to_crs(4326)[["area_code", "area_name", "parent_code", "geometry"]]
-    uptake = city.uptake.assign(sex="")[
-        ["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"]
-    ]
-    lsoa = city.indicators.set_index("area_code").astype(float)
-    counts = [c for c in lsoa.columns if c.startswith(("eth_", "rel_"))]
-    residents = lsoa[[c for c in counts if c.startswith("eth_")]].sum(axis=1)
-    lsoa[counts] = lsoa[counts].div(residents, axis=0)
-    indicators = lsoa.reindex(areas["parent_code"].to_numpy())
-    indicators.index = pd.Index(areas["area_code"].to_numpy(), name="area_code")
-    return Dataset(
-        name="demo", areas=areas, uptake=uptake, indicators=indicators, sites=empty_sites()
-    )
-
-
 @pytest.fixture(scope="module")
 def demo() -> tuple[SyntheticCity, GapResult]:
     city = generate_city(n_areas=2000, network=False, seed=42)
     stages: list[float] = []
     result = analyse_gaps(
-        _dataset_from_city(city),
+        city.to_dataset(),
         GapParams(target=TARGET),
         progress=lambda fraction, stage: stages.append(fraction),
     )
