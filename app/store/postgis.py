@@ -19,18 +19,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
-from geoalchemy2 import Geometry, WKBElement
+from geoalchemy2 import Geometry
 from psycopg import sql
 from sqlalchemy import Connection, LargeBinary, Table, create_engine, func, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.store.schema import build_metadata
 from app.store.sql import SqlStore
-from geo.dataset import SITE_COLUMNS, Dataset
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SRID = 4326
@@ -77,17 +74,6 @@ class PostgisStore(SqlStore):
                 conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
 
     # --- import with COPY ------------------------------------------------------
-    def _insert_contents(self, conn: Any, dataset_id: str, dataset: Dataset) -> None:
-        """Areas, uptake, indicators and sites with ``COPY`` on the import's connection,
-        so the import stays one transaction (3-4x faster than executemany here)."""
-        _copy(conn, "areas", *_area_columns(dataset_id, dataset.areas))
-        _copy(conn, "uptake", *_uptake_columns(dataset_id, dataset.uptake))
-        _copy(conn, "indicators", *_indicator_columns(dataset_id, dataset.indicators))
-        _copy(conn, "sites", *_site_columns(dataset_id, dataset.sites))
-
-    def _geom_bind(self, wkb: bytes) -> Any:
-        return WKBElement(wkb, srid=_SRID)
-
     def _geom_read(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.ST_AsBinary(column, type_=LargeBinary)
 
@@ -97,11 +83,16 @@ class PostgisStore(SqlStore):
         minx, miny, maxx, maxy = bbox
         return table.c.geom.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, _SRID))
 
-    def _site_geometry_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        points = shapely.points([(r["lon"], r["lat"]) for r in rows])
-        for row, wkb in zip(rows, shapely.to_wkb(points), strict=True):
-            row["geom"] = WKBElement(wkb, srid=_SRID)
-        return rows
+    def _bulk(self, conn: Any, table: str, names: list[str], columns: list[list[Any]]) -> None:
+        """``COPY`` instead of INSERT: 3-4x faster here, and on the import's own
+        connection, so the import stays one transaction."""
+        _copy(conn, table, names, columns)
+
+    def _encode_geometry(self, geometries: np.ndarray) -> list[Any]:
+        return _ewkb_hex(geometries)
+
+    def _site_geometry(self, points: np.ndarray) -> list[Any]:  # type: ignore[override]
+        return _ewkb_hex(points)
 
     def drop_schema(self) -> None:
         """Drop this store's schema and everything in it (tests only)."""
@@ -112,10 +103,7 @@ class PostgisStore(SqlStore):
         self.engine.dispose()
 
 
-# --- COPY helpers ----------------------------------------------------------------------
-Columns = tuple[list[str], list[list[Any]]]
-
-
+# --- COPY ---------------------------------------------------------------------------
 def _copy(conn: Connection, table: str, names: Sequence[str], columns: list[list[Any]]) -> None:
     """``COPY table (names) FROM STDIN`` the rows of ``columns`` (one list per column,
     Python values; ``None`` is NULL) on ``conn``'s connection, inside its transaction."""
@@ -131,86 +119,6 @@ def _copy(conn: Connection, table: str, names: Sequence[str], columns: list[list
             copy.write_row(row)
 
 
-def _values(series: pd.Series, *, fill: Any = None) -> list[Any]:
-    """Python values (numpy scalars converted), missing values replaced by ``fill``."""
-    values = series.astype(object)
-    return values.where(values.notna(), fill).tolist()  # type: ignore[no-any-return]
-
-
-def _ewkb_hex(geometries: np.ndarray) -> list[str]:
+def _ewkb_hex(geometries: np.ndarray) -> list[Any]:
     """Hex EWKB with SRID 4326, which ``geometry``'s text input reads directly."""
     return shapely.to_wkb(shapely.set_srid(geometries, _SRID), hex=True, include_srid=True).tolist()  # type: ignore[no-any-return]
-
-
-def _area_columns(dataset_id: str, areas: gpd.GeoDataFrame) -> Columns:
-    geoms = np.asarray(areas.geometry.array, dtype=object)
-    bounds = shapely.bounds(geoms)
-    n = len(areas)
-    return (
-        [*("dataset_id", "idx", "area_code", "area_name", "parent_code"), *_BOUNDS, "geom"],
-        [
-            [dataset_id] * n,
-            list(range(n)),
-            _values(areas["area_code"]),
-            _values(areas["area_name"]),
-            _values(areas["parent_code"]),
-            *(bounds[:, k].tolist() for k in range(len(_BOUNDS))),
-            _ewkb_hex(geoms),
-        ],
-    )
-
-
-def _uptake_columns(dataset_id: str, uptake: pd.DataFrame) -> Columns:
-    text_columns = ["area_code", "age_band", "sex", "ethnic_group"]
-    n = len(uptake)
-    return (
-        ["dataset_id", "row", *text_columns, "eligible", "vaccinated"],
-        [
-            [dataset_id] * n,
-            list(range(n)),
-            *(_values(uptake[c]) for c in text_columns),
-            uptake["eligible"].to_numpy(dtype=np.int64).tolist(),
-            uptake["vaccinated"].to_numpy(dtype=np.int64).tolist(),
-        ],
-    )
-
-
-def _indicator_columns(dataset_id: str, indicators: pd.DataFrame) -> Columns:
-    names = ["dataset_id", "area_code", "name", "value"]
-    if indicators.empty or not len(indicators.columns):
-        return names, []
-    long = (
-        indicators.rename_axis("area_code")
-        .reset_index()
-        .melt(id_vars="area_code", var_name="name", value_name="value")
-        .dropna(subset=["value"])
-    )
-    return names, [
-        [dataset_id] * len(long),
-        _values(long["area_code"]),
-        _values(long["name"]),
-        long["value"].to_numpy(dtype=np.float64).tolist(),
-    ]
-
-
-def _site_columns(dataset_id: str, sites: gpd.GeoDataFrame) -> Columns:
-    names = [*SITE_COLUMNS, "lon", "lat", "idx", "dataset_id", "geom"]
-    if len(sites) == 0:
-        return names, []
-    points = np.asarray(sites.geometry.array, dtype=object)
-    not_null_text = ("subtype", "name", "community")  # missing is "" in these columns
-    numbers = ("capacity_per_day", "cost")
-    return names, [
-        *(
-            _values(
-                sites[c].astype(np.float64) if c in numbers else sites[c],
-                fill="" if c in not_null_text else None,
-            )
-            for c in SITE_COLUMNS
-        ),
-        shapely.get_x(points).tolist(),
-        shapely.get_y(points).tolist(),
-        list(range(len(sites))),
-        [dataset_id] * len(sites),
-        _ewkb_hex(points),
-    ]

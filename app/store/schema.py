@@ -30,7 +30,6 @@ from sqlalchemy.types import TypeEngine
 SCHEMA_VERSION = 1
 
 
-
 def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaData:
     """Tables for a backend.
 
@@ -70,7 +69,12 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     areas = Table(
         "areas",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("idx", Integer, primary_key=True),
         Column("area_code", String(64), nullable=False),
         Column("area_name", String(300), nullable=True),
@@ -93,7 +97,12 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "uptake",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("row", Integer, primary_key=True),
         Column("area_code", String(64), nullable=False),
         Column("age_band", String(100), nullable=False),
@@ -105,7 +114,12 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "indicators",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("area_code", String(64), primary_key=True),
         Column("name", String(200), primary_key=True),
         Column("value", Float, nullable=True),
@@ -113,7 +127,12 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "sites",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("site_id", String(100), primary_key=True),
         Column("idx", Integer, nullable=False),
         Column("site_type", String(50), nullable=False),
@@ -130,14 +149,24 @@ def build_metadata(geometry_type: Callable[[str], TypeEngine] | None) -> MetaDat
     Table(
         "blobs",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("part", String(50), primary_key=True),
         Column("data", LargeBinary, nullable=False),
     )
     Table(
         "results",
         metadata,
-        Column("dataset_id", String(32), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
+        Column(
+            "dataset_id",
+            String(32),
+            ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         Column("key", String(64), primary_key=True),
         Column("part", String(50), primary_key=True),
         Column("data", LargeBinary, nullable=False),

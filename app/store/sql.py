@@ -21,6 +21,7 @@ from sqlalchemy import Engine, MetaData, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.store._rows import area_columns, indicator_columns, site_columns, uptake_columns
 from app.store.base import Conflict, DatasetMeta, NotFound, Store
 from geo.dataset import SITE_COLUMNS, Dataset, empty_sites
 from geo.projection import WGS84
@@ -40,9 +41,6 @@ class SqlStore(Store):
         self._check_schema()
 
     # --- hooks ---------------------------------------------------------------
-    def _geom_bind(self, wkb: bytes) -> Any:
-        return wkb
-
     def _geom_read(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
 
@@ -56,9 +54,6 @@ class SqlStore(Store):
             & (table.c.maxy >= miny)
             & (table.c.miny <= maxy)
         )
-
-    def _site_geometry_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return rows
 
     def _prepare_schema(self) -> None:
         """Create extensions or other prerequisites before the tables."""
@@ -120,12 +115,34 @@ class SqlStore(Store):
         )
 
     def _insert_contents(self, conn: Any, dataset_id: str, dataset: Dataset) -> None:
-        """Bulk-insert areas, uptake, indicators and sites inside the import transaction
-        (PostGIS overrides this with COPY)."""
-        self._insert(conn, "areas", self._area_rows(dataset_id, dataset.areas))
-        self._insert(conn, "uptake", self._uptake_rows(dataset_id, dataset.uptake))
-        self._insert(conn, "indicators", self._indicator_rows(dataset_id, dataset.indicators))
-        self._insert(conn, "sites", self._site_rows(dataset_id, dataset.sites, start=0))
+        """Bulk-insert areas, uptake, indicators and sites inside the import transaction."""
+        self._bulk(conn, "areas", *area_columns(dataset_id, dataset.areas, self._encode_geometry))
+        self._bulk(conn, "uptake", *uptake_columns(dataset_id, dataset.uptake))
+        self._bulk(conn, "indicators", *indicator_columns(dataset_id, dataset.indicators))
+        self._bulk(
+            conn,
+            "sites",
+            *site_columns(dataset_id, dataset.sites, start=0, encode=self._site_geometry),
+        )
+
+    def _bulk(self, conn: Any, table: str, names: list[str], columns: list[list[Any]]) -> None:
+        """Insert rows given column by column with one ``executemany`` of tuples (the
+        driver's own fast path; several times faster than SQLAlchemy rows of dicts)."""
+        if not columns or not len(columns[0]):
+            return
+        quote = conn.dialect.identifier_preparer.quote
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        statement = f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) VALUES ({', '.join([marker] * len(names))})"
+        rows = list(zip(*columns, strict=True))
+        for start in range(0, len(rows), _BATCH):
+            conn.exec_driver_sql(statement, rows[start : start + _BATCH])
+
+    def _encode_geometry(self, geometries: np.ndarray) -> list[Any]:
+        """Area geometry as the backend stores it (WKB blobs here)."""
+        return shapely.to_wkb(geometries).tolist()  # type: ignore[no-any-return]
+
+    #: Sites' geometry column encoder (None: the backend has no site geometry column).
+    _site_geometry: Any = None
 
     def list_datasets(
         self, *, org: str | None = None, all_orgs: bool = True, limit: int = 1000, offset: int = 0
@@ -264,7 +281,11 @@ class SqlStore(Store):
                     )
                 ).scalar_one()
             )
-            self._insert(conn, "sites", self._site_rows(dataset_id, sites, start=start))
+            self._bulk(
+                conn,
+                "sites",
+                *site_columns(dataset_id, sites, start=start, encode=self._site_geometry),
+            )
             conn.execute(
                 update(self.t["datasets"])
                 .where(self.t["datasets"].c.id == dataset_id)
@@ -470,10 +491,6 @@ class SqlStore(Store):
         self.engine.dispose()
 
     # --- helpers -------------------------------------------------------------
-    def _insert(self, conn: Any, name: str, rows: list[dict[str, Any]]) -> None:
-        for start in range(0, len(rows), _BATCH):
-            conn.execute(self.t[name].insert(), rows[start : start + _BATCH])
-
     def _meta(self, row: Any) -> DatasetMeta:
         created = row["created_at"]
         if created.tzinfo is None:
@@ -496,89 +513,6 @@ class SqlStore(Store):
             return str(
                 conn.execute(select(table.c[field]).where(table.c.id == dataset_id)).scalar_one()
             )
-
-    def _area_rows(self, dataset_id: str, areas: gpd.GeoDataFrame) -> list[dict[str, Any]]:
-        geoms = np.asarray(areas.geometry.array, dtype=object)
-        wkb = shapely.to_wkb(geoms)
-        bounds = shapely.bounds(geoms)
-        frame = pd.DataFrame(
-            {
-                "dataset_id": dataset_id,
-                "idx": np.arange(len(areas)),
-                "area_code": areas["area_code"].astype(object).to_numpy(),
-                "area_name": areas["area_name"].astype(object).to_numpy(),
-                "parent_code": areas["parent_code"].astype(object).to_numpy(),
-                "minx": bounds[:, 0],
-                "miny": bounds[:, 1],
-                "maxx": bounds[:, 2],
-                "maxy": bounds[:, 3],
-            }
-        ).astype(object)
-        frame = frame.where(frame.notna(), None)
-        rows = frame.to_dict("records")
-        for row, blob in zip(rows, wkb, strict=True):
-            row["geom"] = self._geom_bind(blob)
-        return rows
-
-    def _uptake_rows(self, dataset_id: str, uptake: pd.DataFrame) -> list[dict[str, Any]]:
-        frame = uptake[
-            ["area_code", "age_band", "sex", "ethnic_group", "eligible", "vaccinated"]
-        ].astype(
-            {
-                "area_code": object,
-                "age_band": object,
-                "sex": object,
-                "ethnic_group": object,
-                "eligible": object,
-                "vaccinated": object,
-            }
-        )
-        frame.insert(0, "row", np.arange(len(frame)).astype(object))
-        frame.insert(0, "dataset_id", dataset_id)
-        records = frame.to_dict("records")
-        for r in records:  # numpy ints -> Python ints for every driver
-            r["row"], r["eligible"], r["vaccinated"] = (
-                int(r["row"]),
-                int(r["eligible"]),
-                int(r["vaccinated"]),
-            )
-        return records
-
-    def _indicator_rows(self, dataset_id: str, indicators: pd.DataFrame) -> list[dict[str, Any]]:
-        if indicators.empty or not len(indicators.columns):
-            return []
-        long = (
-            indicators.rename_axis("area_code")
-            .reset_index()
-            .melt(id_vars="area_code", var_name="name", value_name="value")
-            .dropna(subset=["value"])
-        )
-        long = long.astype({"area_code": object, "name": object, "value": object})
-        long.insert(0, "dataset_id", dataset_id)
-        records = long.to_dict("records")
-        for r in records:
-            r["value"] = float(r["value"])
-        return records
-
-    def _site_rows(
-        self, dataset_id: str, sites: gpd.GeoDataFrame, *, start: int
-    ) -> list[dict[str, Any]]:
-        if len(sites) == 0:
-            return []
-        frame = pd.DataFrame({c: sites[c].to_numpy(dtype=object) for c in SITE_COLUMNS})
-        frame["lon"] = sites.geometry.x.to_numpy()
-        frame["lat"] = sites.geometry.y.to_numpy()
-        frame["idx"] = np.arange(start, start + len(sites))
-        frame["dataset_id"] = dataset_id
-        frame = frame.astype(object).where(frame.notna(), None)
-        for text in ("subtype", "name", "community"):
-            frame[text] = frame[text].where(frame[text].notna(), "")
-        records = frame.to_dict("records")
-        for r in records:
-            r["idx"], r["lon"], r["lat"] = int(r["idx"]), float(r["lon"]), float(r["lat"])
-            for c in ("capacity_per_day", "cost"):
-                r[c] = None if r[c] is None else float(r[c])
-        return self._site_geometry_rows(records)
 
     def _load_sites(self, conn: Any, dataset_id: str) -> gpd.GeoDataFrame:
         table = self.t["sites"]
