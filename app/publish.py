@@ -18,7 +18,9 @@ import pandas as pd
 import shapely
 
 from app.settings import Settings
+from geo.dataset import ETHNIC_GROUPS
 from models.disclosure import DisclosurePolicy, apply_disclosure
+from models.gap_statistics import TABLE_COLUMNS
 
 COUNT_COLUMNS = ("eligible", "vaccinated", "unvaccinated", "shortfall")
 # A rate reveals its complement as well as its numerator: 97% of about 100 people says
@@ -31,39 +33,20 @@ RATE_SOURCES: dict[str, list[str]] = {
     "smoothed_uptake": _FROM_COUNTS,
     "prob_below_target": _FROM_COUNTS,
 }
-#: Published gap-table columns, in order (SPEC §2 first, then helpful extras).
-GAP_COLUMNS = [
-    "area_code",
-    "area_name",
-    "parent_code",
-    "group",
-    "group_value",
-    "eligible",
-    "vaccinated",
-    "unvaccinated",
-    "uptake",
-    "ci_low",
-    "ci_high",
-    "smoothed_uptake",
-    "expected_uptake",
-    "target",
-    "shortfall",
-    "z",
-    "funnel_significance",
-    "flag",
-    "q_value",
-    "cluster_id",
-    "priority",
-    "imd_decile",
-    "imd_quintile",
-    "eth_asian",
-    "eth_black",
-    "eth_mixed",
-    "eth_white",
-    "eth_other",
-    "prob_below_target",
-    "hot_spot",
-]
+
+
+def _published_columns() -> list[str]:
+    """SPEC §2's gap columns in the analysis' order, with the breakdown, the unvaccinated
+    count and a few helpful extras inserted where a reader looks for them."""
+    columns = list(TABLE_COLUMNS)
+    columns[columns.index("eligible") : columns.index("eligible")] = ["group", "group_value"]
+    columns.insert(columns.index("vaccinated") + 1, "unvaccinated")
+    columns.insert(columns.index("imd_decile") + 1, "imd_quintile")
+    return [*columns, *(f"eth_{g}" for g in ETHNIC_GROUPS), "prob_below_target", "hot_spot"]
+
+
+#: Published gap-table columns, in order.
+GAP_COLUMNS = _published_columns()
 
 
 def policy_of(settings: Settings) -> DisclosurePolicy:

@@ -32,6 +32,10 @@ GEOJSON = "application/geo+json"
 TargetQ = Annotated[
     float, Query(gt=0, le=1, description="uptake target, a proportion (default 0.8)")
 ]
+FlagQ = Annotated[
+    Literal["none", "below_target", "below_expected", "both", "any"] | None,
+    Query(description="keep one flag ('any' = flagged)"),
+]
 MinShortfallQ = Annotated[
     int,
     Query(ge=0, le=1_000_000, description="smallest shortfall (people) for a below_target flag"),
@@ -185,10 +189,7 @@ def get_gaps(
     bbox: Annotated[
         str | None, Query(description="minx,miny,maxx,maxy in WGS84", max_length=200)
     ] = None,
-    flag: Annotated[
-        Literal["none", "below_target", "below_expected", "both", "any"] | None,
-        Query(description="keep one flag ('any' = flagged)"),
-    ] = None,
+    flag: FlagQ = None,
     group: Annotated[
         Literal["age_band", "sex", "ethnic_group"] | None,
         Query(description="one row per area and group of this breakdown"),

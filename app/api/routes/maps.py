@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Reader, ServicesDep
 from app.api.routes.gaps import (
+    FlagQ,
     MinShortfallQ,
     TargetQ,
     _result_or_job,
@@ -56,9 +57,7 @@ def gap_map(
         str | None,
         Query(max_length=200, description="minx,miny,maxx,maxy in WGS84: map only this window"),
     ] = None,
-    flag: Annotated[
-        Literal["none", "below_target", "below_expected", "both", "any"] | None, Query()
-    ] = None,
+    flag: FlagQ = None,
 ) -> Response:
     """Choropleth layers (shortfall, uptake, smoothed uptake, IMD decile, ethnic groups),
     flagged areas, clusters, legends and tooltips after disclosure control."""
