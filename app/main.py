@@ -165,7 +165,10 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, object]:
                         "404", _problem("No such record (or not visible to this key)")
                     )
             if method in ("post", "put", "patch"):
-                responses.setdefault("400", _problem("The request body could not be parsed (malformed JSON or multipart)"))
+                responses.setdefault(
+                    "400",
+                    _problem("The request body could not be parsed (malformed JSON or multipart)"),
+                )
                 responses.setdefault("413", _problem("Request body over the upload limit"))
             if path.endswith("/sites") and method == "post":
                 responses.setdefault("409", _problem("A site id already exists in the dataset"))

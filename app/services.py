@@ -76,4 +76,6 @@ class Services:
     def forget(self, dataset_id: str) -> None:
         """Drop cached copies after the dataset changed or was deleted."""
         self.datasets.discard(lambda key: key == dataset_id)
-        self.results.discard(lambda key: isinstance(key, tuple) and bool(key) and key[0] == dataset_id)
+        self.results.discard(
+            lambda key: isinstance(key, tuple) and bool(key) and key[0] == dataset_id
+        )

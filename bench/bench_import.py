@@ -40,11 +40,15 @@ def main() -> None:
         generated = time.perf_counter()
         write_city(city, folder)
         written = time.perf_counter()
-        print(f"generate {n_areas:,} areas, {len(city.sites):,} sites, {len(city.uptake):,} uptake rows: {generated - began:.1f} s; write: {written - generated:.1f} s; peak {_peak_gb():.2f} GB")
+        print(
+            f"generate {n_areas:,} areas, {len(city.sites):,} sites, {len(city.uptake):,} uptake rows: {generated - began:.1f} s; write: {written - generated:.1f} s; peak {_peak_gb():.2f} GB"
+        )
         del city
         began = time.perf_counter()
         dataset = read_dataset_dir(folder)
-        print(f"read + validate (the upload path): {time.perf_counter() - began:.1f} s; peak {_peak_gb():.2f} GB; warnings {len(dataset.warnings)}")
+        print(
+            f"read + validate (the upload path): {time.perf_counter() - began:.1f} s; peak {_peak_gb():.2f} GB; warnings {len(dataset.warnings)}"
+        )
         stores = [("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}")]
         if args.postgis:
             stores.append(("postgis", args.postgis))
@@ -56,7 +60,9 @@ def main() -> None:
             began = time.perf_counter()
             store.load_dataset(meta.id)
             loaded = time.perf_counter() - began
-            print(f"{kind}: store (one transaction) {stored:.1f} s; load back {loaded:.1f} s; peak {_peak_gb():.2f} GB")
+            print(
+                f"{kind}: store (one transaction) {stored:.1f} s; load back {loaded:.1f} s; peak {_peak_gb():.2f} GB"
+            )
             store.delete_dataset(meta.id)
             store.close()
 

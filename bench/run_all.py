@@ -19,7 +19,12 @@ BENCHES = {
     "siting": ["bench_siting.py"],
     "load": ["bench_load.py"],
 }
-QUICK = {"import": ["--quick"], "gaps": ["--areas", "20000"], "siting": ["--quick"], "load": ["--quick"]}
+QUICK = {
+    "import": ["--quick"],
+    "gaps": ["--areas", "20000"],
+    "siting": ["--quick"],
+    "load": ["--quick"],
+}
 
 
 def main() -> int:
@@ -39,7 +44,10 @@ def main() -> int:
         print(f"== {name}: {' '.join([script.name, *extra])}", flush=True)
         began = time.perf_counter()
         result = subprocess.run([sys.executable, str(script), *extra], check=False)
-        print(f"== {name}: exit {result.returncode} after {time.perf_counter() - began:.0f} s\n", flush=True)
+        print(
+            f"== {name}: exit {result.returncode} after {time.perf_counter() - began:.0f} s\n",
+            flush=True,
+        )
         if result.returncode:
             failed.append(name)
     return 1 if failed else 0

@@ -43,7 +43,9 @@ class PlanRequest(BaseModel):
         description='multipliers, e.g. {"imd_quintile": {"1": 2.0}, "ethnic_group": {"black": 1.5}}',
     )
     use_existing: bool = Field(True, description="count demand near existing sites as reached")
-    existing_factor: float = Field(0.5, description="share of the demand near existing sites counted as already reached (0–1)")
+    existing_factor: float = Field(
+        0.5, description="share of the demand near existing sites counted as already reached (0–1)"
+    )
     capacity: bool = Field(False, description="cap each site's reach at capacity_per_day × days")
     days: float = Field(5.0, description="days of operation (capacity mode)")
     default_capacity_per_day: float = Field(100.0, description="capacity for sites that give none")
