@@ -17,6 +17,8 @@ subgradient method there can only tighten it. The dual optimum equals the LP bou
 Held, Wolfe & Crowder (1974) with Polyak's step towards the best known value and the
 step factor halved when progress stalls; directions are deflected (Camerini, Fratta &
 Maffioli 1975) to damp zig-zagging.
+
+Any multipliers also give reduced-cost fixing (:func:`_reduced_cost_fixing`).
 """
 
 from __future__ import annotations
@@ -100,9 +102,44 @@ def _lagrangian_bound(
         # Only directions that can move λ inside its box count.
         grad[((lam <= 0) & (grad > 0)) | ((lam >= cap) & (grad < 0))] = 0.0
         direction = grad + 0.5 * direction
-        norm = float(direction @ direction)
+        norm = float(np.multiply(direction, direction).sum())  # no BLAS: see _cover_dual._dot
         if norm <= 0:
             break
         step = factor * max(value - lower, 1e-9 * max(abs(value), 1.0)) / norm
         lam = np.clip(lam - step * direction, 0.0, cap)
     return _LagrangianResult(float(best), best_lam, it, sets)
+
+
+def _reduced_cost_fixing(
+    model: _Model, multipliers: np.ndarray, bound: float, lower: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sites that no solution better than ``lower`` can use (out) or can do without (in).
+
+    With multipliers ``λ`` the reduced value of site ``j`` is ``r_j = Σ_i (v_ij − λ_i)⁺``
+    and ``L(λ)`` takes the best feasible set ``T``. In a matroid the best set containing
+    ``j ∉ T`` is worth at most ``L − min_T r + r_j``, and the best set without ``t ∈ T``
+    at most ``L − r_t + max_{k∉T} r_k``; a site whose forced in/out bound is below the
+    best known value is fixed (Galvão & ReVelle 1996). Not used with a budget.
+    """
+    m = model.n_cols
+    out_mask = np.zeros(m, dtype=bool)
+    in_mask = np.zeros(m, dtype=bool)
+    if model.limits.budget is not None or m == 0:
+        return out_mask, in_mask
+    reduced = np.maximum(model.c_vals - multipliers[model.c_rows], 0.0)
+    site_value = np.bincount(model.c_cols, weights=reduced, minlength=m)
+    _, chosen, _ = _best_subset(site_value, model.limits)
+    if len(chosen) == 0:
+        return out_mask, in_mask
+    in_top = np.zeros(m, dtype=bool)
+    in_top[chosen] = True
+    slack = 1e-9 * max(abs(lower), 1.0)
+    weakest = float(site_value[chosen].min())
+    counts = np.bincount(model.limits.group[chosen], minlength=len(model.limits.group_cap))
+    room = model.limits.can_add(counts, 0.0)
+    # Where T has room for j, the best set containing j is worth up to L + r_j.
+    forced_in_bound = np.where(room, bound + site_value, bound - weakest + site_value)
+    out_mask = ~in_top & (forced_in_bound < lower - slack)
+    strongest_other = float(site_value[~in_top].max()) if (~in_top).any() else 0.0
+    in_mask = in_top & (bound - site_value + strongest_other < lower - slack)
+    return out_mask, in_mask

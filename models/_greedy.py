@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models._instance import _EPS, _best_subset, _gather, _Model
+from models._instance import _EPS, SiteLimits, _best_subset, _gather, _Model, _restrict
 
 
 @dataclass
@@ -110,3 +110,36 @@ def _best_greedy(model: _Model, *, deadline: float | None = None) -> _GreedyRun:
             run = other
         run.bound = bound
     return run
+
+
+def _required_gains(model: _Model, required_pos: np.ndarray) -> list[float]:
+    gains: list[float] = []
+    current = np.zeros(model.n_rows)
+    for j in required_pos.tolist():
+        column = model.row_values(np.array([j]))
+        new = np.maximum(current, column)
+        gains.append(float((new - current).sum()))
+        current = new
+    return gains
+
+
+def _greedy_order(model: _Model, selected: list[int]) -> tuple[list[int], list[float]]:
+    """Order ``selected`` as a greedy restricted to it would add them, with the gains."""
+    if not selected:
+        return [], []
+    keep = np.zeros(model.n_cols, dtype=bool)
+    keep[np.asarray(selected, dtype=np.int64)] = True
+    sub, columns = _restrict(model, keep)
+    k = len(columns)
+    free = SiteLimits(
+        group=np.zeros(k, dtype=np.int64),
+        group_cap=np.array([k]),
+        family=np.zeros(1, dtype=np.int64),
+        family_cap=np.array([k]),
+    )
+    sub.limits = free
+    run = _greedy(sub)
+    order = [int(columns[j]) for j in run.selected]
+    gains = list(run.gains)
+    missing = [j for j in selected if j not in set(order)]
+    return order + missing, gains + [0.0] * len(missing)

@@ -285,3 +285,21 @@ def _restrict(model: _Model, keep: np.ndarray) -> tuple[_Model, np.ndarray]:
     matrix = sp.csr_array(matrix[active])
     matrix.sort_indices()
     return _Model.from_csr(matrix, model.constant, model.limits.subset(keep)), columns
+
+
+@dataclass
+class _Race:
+    """Best value and bound found so far, shared by a search and a bound run side by side.
+
+    Each side records its progress here and stops once the relative gap
+    ``(bound − value)/bound`` is at most ``target_gap``.
+    """
+
+    value: float = -np.inf
+    bound: float = np.inf
+    target_gap: float = 0.0
+
+    def settled(self) -> bool:
+        if not np.isfinite(self.bound) or not np.isfinite(self.value):
+            return False
+        return self.bound - self.value <= self.target_gap * max(abs(self.bound), 1e-12)

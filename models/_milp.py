@@ -122,14 +122,13 @@ def _solve_highs(
     if integer:
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         value = model.constant + float(info.objective_function_value) if has_solution else None
-        bound = model.constant + float(info.mip_dual_bound)
+        dual_bound = model.constant + float(info.mip_dual_bound)
         selected = None
         if has_solution:
             y = np.asarray(highs.getSolution().col_value)[n_x:]
             selected = np.flatnonzero(y > 0.5).tolist()
         state = "optimal" if optimal else ("time_limit" if has_solution else "failed")
-        if not np.isfinite(bound):
-            bound = None
+        bound = dual_bound if np.isfinite(dual_bound) else None
         return _HighsResult(state, value, bound, selected, seconds)
     if not optimal:
         return _HighsResult("time_limit", None, None, None, seconds)

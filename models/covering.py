@@ -17,10 +17,13 @@ Wolsey & Fisher 1978).
 
 1. the greedy with exact incremental gains (picks as CELF does) and the data-dependent
    bound of Leskovec et al. (2007) at every step;
-2. an interchange local search applying disjoint improving swaps in rounds;
-3. Lagrangian relaxation of the assignment constraints by subgradient optimisation,
-   warm-started at the local-search solution, whose top sets also seed the search;
-4. reduced-cost fixing (sites that cannot be in any better solution are removed) and,
+2. a bound and a search side by side until the gap target is met (``_cover_race``): for
+   0/1 coverage the smoothed Lagrangian dual (``_cover_dual``, within a few hundredths
+   of a percent of the LP bound; on large instances in a second thread), otherwise
+   subgradient optimisation (``_bounds``); and an iterated local search over fast swaps
+   (``_cover_search``), or on instances too large for its swap table the interchange
+   applying disjoint improving swaps in rounds (``_swap``);
+3. reduced-cost fixing (sites that cannot be in any better solution are removed) and,
    when small enough or on request, the LP relaxation and the exact MILP with HiGHS,
    warm-started with the best solution.
 
@@ -39,11 +42,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from geo._errors import InfeasibleError
-from models._bounds import _lagrangian_bound
-from models._greedy import _best_greedy, _greedy
-from models._instance import SiteLimits, _best_subset, _Model, _restrict
+from models._bounds import _reduced_cost_fixing
+from models._cover_race import _bound_and_search, _improve_from_sets
+from models._cover_search import _dense_search_fits
+from models._greedy import _best_greedy, _greedy_order, _required_gains
+from models._instance import SiteLimits, _Model, _Race, _restrict
 from models._milp import _solve_highs
-from models._swap import _swap_search, _top_two
+from models._swap import _swap_search
 
 __all__ = [
     "CoveringProblem",
@@ -207,37 +212,55 @@ def solve_covering(
     run = _best_greedy(residual)
     bounds: dict[str, float | None] = {"submodular": run.bound, "lagrangian": None, "lp": None}
     method = ["greedy"]
-    selected, value = run.selected, run.value
-    if residual.n_cols and selected:
+    selected, value, bound = run.selected, run.value, run.bound
+    dense = _dense_search_fits(residual)
+    if residual.n_cols and selected and not dense:
         report(0.2, "swap search")
         selected, value, moves = _swap_search(
             residual, selected, deadline=began + 0.3 * time_limit_s
         )
         if moves:
             method.append("swap")
-    bound = run.bound
     milp_status = None
     if _gap(value, bound) > target_gap and residual.n_rows:
-        report(0.4, "Lagrangian bound")
-        start = _top_two(residual, np.asarray(selected, dtype=np.int64))[0]
         # HiGHS only runs on small (reduced) instances or on request; otherwise the
-        # Lagrangian gets nearly all the time left.
+        # bound and the search share the time.
         highs_may_run = exact is True or len(residual.r_vals) <= LP_AUTO_MAX_ENTRIES
-        lagr = _lagrangian_bound(
+        report(0.3, "bound and search")
+        share = 0.35 if highs_may_run else 0.96
+        phase_end = time.perf_counter() + share * max(deadline - time.perf_counter(), 0.0)
+        race = _Race(value=value, bound=bound, target_gap=target_gap)
+        found = _bound_and_search(
             residual,
-            start,
+            selected,
             value,
-            deadline=began + (0.6 if highs_may_run else 0.9) * time_limit_s,
-            target_gap=target_gap,
+            race,
+            deadline=phase_end,
+            search=dense and bool(selected),
+            parallel=not highs_may_run,
         )
-        bounds["lagrangian"] = lagr.bound
-        bound = min(bound, lagr.bound)
-        selected, value = _improve_from_sets(residual, selected, value, lagr.best_sets, deadline)
-        out_mask, in_mask = _reduced_cost_fixing(residual, lagr.multipliers, lagr.bound, value)
-        reduced, kept = _restrict(residual, ~out_mask)
-        fixed_in = np.flatnonzero(in_mask[kept])
-        run_lp = reduced.n_cols > 0 and len(reduced.r_vals) <= LP_AUTO_MAX_ENTRIES
-        if _gap(value, bound) > target_gap and run_lp and reduced.binary:
+        selected, value, lagr_bound = found.selected, found.value, found.bound
+        multipliers, sets, converged = found.multipliers, found.sets, found.converged
+        method.extend(found.steps)
+        bounds["lagrangian"] = lagr_bound
+        bound = min(bound, lagr_bound)
+        before = value
+        selected, value = _improve_from_sets(residual, selected, value, sets, deadline)
+        if value > before:
+            method.append("lagrangian-start")
+        value = residual.value(np.asarray(selected, dtype=np.int64))
+        out_mask, in_mask = _reduced_cost_fixing(residual, multipliers, lagr_bound, value)
+        # Entries left after fixing, known before building the reduced model.
+        left = int(np.diff(residual.c_indptr)[~out_mask].sum())
+        run_lp = 0 < left <= LP_AUTO_MAX_ENTRIES and residual.binary and not converged
+        want_exact = exact is True or (exact == "auto" and left <= EXACT_AUTO_MAX_ENTRIES)
+        if _gap(value, bound) > target_gap and (run_lp or want_exact):
+            reduced, kept = _restrict(residual, ~out_mask)
+            fixed_in = np.flatnonzero(in_mask[kept])
+        else:
+            run_lp = want_exact = False
+        # The smoothed dual may already sit on the LP bound (it stopped when it stalled).
+        if _gap(value, bound) > target_gap and run_lp:
             report(0.6, "LP bound")
             lp = _solve_highs(
                 reduced,
@@ -246,10 +269,9 @@ def solve_covering(
                 fixed_in=fixed_in,
             )
             if lp.bound is not None:
-                bounds["lp"] = max(lp.bound, value)
-                bound = min(bound, bounds["lp"])
-        small = len(reduced.r_vals) <= EXACT_AUTO_MAX_ENTRIES
-        want_exact = exact is True or (exact == "auto" and small)
+                lp_bound = max(lp.bound, value)
+                bounds["lp"] = lp_bound
+                bound = min(bound, lp_bound)
         if _gap(value, bound) > target_gap and want_exact and reduced.n_cols:
             report(0.8, "exact MILP")
             position = {int(c): k for k, c in enumerate(kept)}
@@ -323,97 +345,6 @@ def _prepare(problem: CoveringProblem) -> tuple[_Model, np.ndarray, np.ndarray]:
         problem.limits.subset(keep),
     )
     return model, columns, position[np.unique(required)] if len(required) else required
-
-
-def _required_gains(model: _Model, required_pos: np.ndarray) -> list[float]:
-    gains: list[float] = []
-    current = np.zeros(model.n_rows)
-    for j in required_pos.tolist():
-        column = model.row_values(np.array([j]))
-        new = np.maximum(current, column)
-        gains.append(float((new - current).sum()))
-        current = new
-    return gains
-
-
-def _greedy_order(model: _Model, selected: list[int]) -> tuple[list[int], list[float]]:
-    """Order ``selected`` as a greedy restricted to it would add them, with the gains."""
-    if not selected:
-        return [], []
-    keep = np.zeros(model.n_cols, dtype=bool)
-    keep[np.asarray(selected, dtype=np.int64)] = True
-    sub, columns = _restrict(model, keep)
-    k = len(columns)
-    free = SiteLimits(
-        group=np.zeros(k, dtype=np.int64),
-        group_cap=np.array([k]),
-        family=np.zeros(1, dtype=np.int64),
-        family_cap=np.array([k]),
-    )
-    sub.limits = free
-    run = _greedy(sub)
-    order = [int(columns[j]) for j in run.selected]
-    gains = list(run.gains)
-    missing = [j for j in selected if j not in set(order)]
-    return order + missing, gains + [0.0] * len(missing)
-
-
-def _improve_from_sets(
-    model: _Model,
-    selected: list[int],
-    value: float,
-    sets: list[np.ndarray],
-    deadline: float,
-) -> tuple[list[int], float]:
-    """Try the Lagrangian subproblem's sets as starts for the swap search."""
-    if not sets:
-        return selected, value
-    scored = sorted(((model.value(s), k) for k, s in enumerate(sets)), reverse=True)
-    for candidate_value, k in scored[:2]:
-        if time.perf_counter() > deadline:
-            break
-        start = [int(j) for j in sets[k]]
-        if candidate_value > value:
-            selected, value = start, candidate_value
-        improved, improved_value, _ = _swap_search(model, start, deadline=deadline)
-        if improved_value > value:
-            selected, value = improved, improved_value
-    return selected, value
-
-
-def _reduced_cost_fixing(
-    model: _Model, multipliers: np.ndarray, bound: float, lower: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sites that no solution better than ``lower`` can use (out) or can do without (in).
-
-    With multipliers ``λ`` the reduced value of site ``j`` is ``r_j = Σ_i (v_ij − λ_i)⁺``
-    and ``L(λ)`` takes the best feasible set ``T``. In a matroid the best set containing
-    ``j ∉ T`` is worth at most ``L − min_T r + r_j``, and the best set without ``t ∈ T``
-    at most ``L − r_t + max_{k∉T} r_k``; a site whose forced in/out bound is below the
-    best known value is fixed (Galvão & ReVelle 1996). Not used with a budget.
-    """
-    m = model.n_cols
-    out_mask = np.zeros(m, dtype=bool)
-    in_mask = np.zeros(m, dtype=bool)
-    if model.limits.budget is not None or m == 0:
-        return out_mask, in_mask
-    reduced = np.maximum(model.c_vals - multipliers[model.c_rows], 0.0)
-    site_value = np.bincount(model.c_cols, weights=reduced, minlength=m)
-    _, chosen, _ = _best_subset(site_value, model.limits)
-    if len(chosen) == 0:
-        return out_mask, in_mask
-    in_top = np.zeros(m, dtype=bool)
-    in_top[chosen] = True
-    slack = 1e-9 * max(abs(lower), 1.0)
-    weakest = float(site_value[chosen].min())
-    counts = np.bincount(model.limits.group[chosen], minlength=len(model.limits.group_cap))
-    room = model.limits.can_add(counts, 0.0)
-    # Where T has room for j, the best set containing j is worth up to L + r_j.
-    forced_in_bound = np.where(room, bound + site_value, bound - weakest + site_value)
-    out_mask = ~in_top & (forced_in_bound < lower - slack)
-    strongest_other = float(site_value[~in_top].max()) if (~in_top).any() else 0.0
-    in_mask = in_top & (bound - site_value + strongest_other < lower - slack)
-    return out_mask, in_mask
 
 
 def _gap(value: float, bound: float) -> float:

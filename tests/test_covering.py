@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
 from geo._errors import InfeasibleError
+from models._cover_dual import _smoothed_dual_bound
+from models._cover_race import _bound_and_search
+from models._cover_search import _iterated_search, _SwapState
+from models._greedy import _best_greedy
+from models._instance import _Race
+from models._milp import _solve_highs
 from models.capacitated import solve_capacitated
-from models.covering import CoveringProblem, SiteLimits, covering_value, solve_covering
+from models.covering import (
+    CoveringProblem,
+    SiteLimits,
+    _prepare,
+    covering_value,
+    solve_covering,
+)
 from models.minimum import minimum_sites
 
 
@@ -184,8 +198,6 @@ def test_greedy_matches_known_uniform_instance() -> None:
     rng = np.random.default_rng(0)
     demand = rng.uniform(0, 20_000, (2000, 2))
     sites = rng.uniform(0, 20_000, (300, 2))
-    from scipy.spatial import cKDTree
-
     pairs = cKDTree(sites).sparse_distance_matrix(cKDTree(demand), 1000.0, output_type="ndarray")
     coverage = sp.csr_array((np.ones(len(pairs)), (pairs["j"], pairs["i"])), shape=(2000, 300))
     weight = rng.uniform(50, 500, 2000)
@@ -194,3 +206,155 @@ def test_greedy_matches_known_uniform_instance() -> None:
     exact = solve_covering(CoveringProblem.with_count(coverage, weight, 20), exact=True)
     assert exact.status == "optimal"
     assert solution.value >= exact.value * (1 - solution.gap_pct / 100) - 1e-6
+
+
+# Smoothed dual bound, fast swap bookkeeping and the iterated search.
+
+_GROUPS = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+_COST = np.array([1.0, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3])
+
+
+def _limited(seed: int, kind: str, *, decay: bool = False) -> tuple[CoveringProblem, object]:
+    """A 40 × 12 instance with one cap, two groups under a family cap, or a budget."""
+    coverage, weight = _random_instance(300 + seed, n=40, m=12, decay=decay)
+    existing = np.where(np.arange(40) % 5 == 0, 0.5, 0.0)
+    if kind == "single":
+        problem = CoveringProblem.with_count(coverage, weight, 3, existing=existing)
+        return problem, lambda s: len(s) <= 3
+    if kind == "groups":
+        limits = SiteLimits(
+            group=_GROUPS,
+            group_cap=np.array([2, 2]),
+            family=np.array([0, 0]),
+            family_cap=np.array([3]),
+        )
+        problem = CoveringProblem(coverage, weight, limits, existing)
+        return (
+            problem,
+            lambda s: (
+                len(s) <= 3
+                and (_GROUPS[list(s)] == 0).sum() <= 2
+                and (_GROUPS[list(s)] == 1).sum() <= 2
+            ),
+        )
+    problem = CoveringProblem.with_count(
+        coverage, weight, 12, existing=existing, cost=_COST, budget=5.0
+    )
+    return problem, lambda s: _COST[list(s)].sum() <= 5.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["single", "groups", "budget"])
+def test_smoothed_dual_bound_is_valid_and_near_lp(seed: int, kind: str) -> None:
+    problem, feasible = _limited(seed, kind)
+    optimum = _brute_force(problem, 5, feasible)
+    model, _, _ = _prepare(problem)
+    assert model.binary
+    dual = _smoothed_dual_bound(model, deadline=time.perf_counter() + 5, stall_tol=1e-9)
+    assert dual.bound >= optimum * (1 - 1e-9)
+    exact = _solve_highs(model, integer=True, time_limit_s=10)
+    assert exact.value == pytest.approx(optimum, rel=1e-7)
+    lp = _solve_highs(model, integer=False, time_limit_s=10)
+    assert lp.value is not None
+    # Every Lagrangian bound is at least the LP optimum (weak duality) ...
+    assert dual.bound >= lp.value * (1 - 1e-7)
+    # ... and the smoothed dual gets close to it (with a budget, the knapsack and the
+    # counts are relaxed separately, so only the first two are held to the LP).
+    if kind != "budget":
+        assert dual.bound <= lp.value * (1 + 2e-3)
+
+
+def _swap_values(problem: CoveringProblem, state: _SwapState, columns: np.ndarray) -> None:
+    """Every Δ(j, s) the bookkeeping gives equals the change of f, recomputed."""
+    here = state.selected
+    base = covering_value(problem, [int(columns[k]) for k in here])
+    for j in range(state.model.n_cols):
+        if state.in_set[j]:
+            continue
+        for slot in np.flatnonzero(state.site_of_slot >= 0):
+            out = int(state.site_of_slot[slot])
+            after = [int(columns[k]) for k in here if k != out] + [int(columns[j])]
+            delta = state.gain[j] - state.loss[slot] + state.extra[j, slot]
+            assert delta == pytest.approx(covering_value(problem, after) - base, abs=1e-7)
+
+
+@pytest.mark.parametrize("decay", [False, True])
+def test_fast_swap_bookkeeping_matches_recomputation(decay: bool) -> None:
+    coverage, weight = _random_instance(41, n=40, m=12, decay=decay)
+    existing = np.where(np.arange(40) % 6 == 0, 0.3, 0.0)
+    problem = CoveringProblem.with_count(coverage, weight, 4, existing=existing)
+    model, columns, _ = _prepare(problem)
+    state = _SwapState(model, [0, 3, 7], 4)
+    _swap_values(problem, state, columns)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        inside = np.flatnonzero(state.in_set)
+        outside = np.flatnonzero(~state.in_set)
+        k = int(rng.integers(1, 3))
+        room = int((state.site_of_slot < 0).sum())
+        state.move(rng.choice(outside, k + min(room, 1), replace=False), rng.choice(inside, k))
+        assert state.value == pytest.approx(model.value(np.array(state.selected)), rel=1e-12)
+        _swap_values(problem, state, columns)
+    # Incremental updates leave the same tables as building them afresh (slots may differ).
+    fresh = _SwapState(model, state.selected, 4)
+    assert np.allclose(state.gain, fresh.gain)
+    slot_of = {int(site): s for s, site in enumerate(state.site_of_slot) if site >= 0}
+    for s, site in enumerate(fresh.site_of_slot):
+        if site >= 0:
+            assert state.loss[slot_of[int(site)]] == pytest.approx(fresh.loss[s], abs=1e-9)
+            assert np.allclose(state.extra[:, slot_of[int(site)]], fresh.extra[:, s])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["single", "groups", "budget"])
+def test_iterated_search_feasible_and_never_below_greedy(seed: int, kind: str) -> None:
+    problem, feasible = _limited(seed, kind, decay=seed % 2 == 1)
+    model, columns, _ = _prepare(problem)
+    greedy = _best_greedy(model)
+    chosen, value, _ = _iterated_search(model, greedy.selected, deadline=time.perf_counter() + 2)
+    assert value >= greedy.value - 1e-9
+    picked = [int(columns[k]) for k in chosen]
+    assert feasible(picked)
+    assert value == pytest.approx(covering_value(problem, picked), rel=1e-9)
+    assert value <= _brute_force(problem, 5, feasible) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_bound_and_search_side_by_side(parallel: bool) -> None:
+    problem, feasible = _limited(2, "groups")
+    optimum = _brute_force(problem, 5, feasible)
+    model, columns, _ = _prepare(problem)
+    race = _Race(target_gap=0.0)
+    found = _bound_and_search(
+        model,
+        [0],
+        model.value(np.array([0])),
+        race,
+        deadline=time.perf_counter() + 1.0,
+        search=True,
+        parallel=parallel,
+    )
+    assert found.bound >= optimum * (1 - 1e-9) and race.bound >= optimum * (1 - 1e-9)
+    assert feasible([int(columns[k]) for k in found.selected])
+    assert found.value == pytest.approx(model.value(np.array(found.selected)), rel=1e-12)
+    assert found.value <= optimum * (1 + 1e-9)
+    assert found.steps  # one site out of three: the search must have improved on it
+
+
+def test_large_instance_runs_bound_beside_search_within_time() -> None:
+    # 40,000 points and 1,000 sites (about 314,000 pairs): past the LP size, so the dual
+    # runs in a second thread beside the iterated search.
+    rng = np.random.default_rng(3)
+    demand = rng.uniform(0, 20_000, (40_000, 2))
+    sites = rng.uniform(0, 20_000, (1_000, 2))
+    pairs = cKDTree(sites).sparse_distance_matrix(cKDTree(demand), 1000.0, output_type="ndarray")
+    coverage = sp.csr_array((np.ones(len(pairs)), (pairs["j"], pairs["i"])), shape=(40_000, 1_000))
+    weight = rng.uniform(50, 500, 40_000)
+    problem = CoveringProblem.with_count(coverage, weight, 40)
+    solution = solve_covering(problem, exact=False, time_limit_s=2.0, target_gap=1e-4)
+    assert solution.seconds <= 2.5
+    assert solution.value == pytest.approx(covering_value(problem, solution.selected), rel=1e-9)
+    assert solution.bounds["lagrangian"] is not None
+    assert solution.bound <= solution.bounds["submodular"]
+    assert "ils" in solution.method
+    assert solution.gap_pct < 3.0
