@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from geo.dataset import SITE_COLUMNS, Dataset, empty_sites
 from geo.projection import WGS84
 
 _BATCH = 20_000
+_META_TTL_S = 2.0
 
 
 class SqlStore(Store):
@@ -35,6 +37,7 @@ class SqlStore(Store):
     kind = "sql"
 
     def __init__(self, engine: Engine, metadata: MetaData):
+        self._meta_cache: dict[str, tuple[float, DatasetMeta]] = {}
         self.engine = engine
         self.metadata = metadata
         self.t: dict[str, Table] = dict(metadata.tables)
@@ -165,12 +168,22 @@ class SqlStore(Store):
         return [self._meta(row) for row in rows], int(total)
 
     def get_dataset_meta(self, dataset_id: str) -> DatasetMeta:
+        """The dataset's metadata. Read on every API request, so kept for a couple of
+        seconds: a dataset deleted through another worker process disappears from this
+        one within ``_META_TTL_S`` (through this store, at once)."""
+        now = time.monotonic()
+        cached = self._meta_cache.get(dataset_id)
+        if cached is not None and now - cached[0] < _META_TTL_S:
+            return cached[1]
         table = self.t["datasets"]
         with self.engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == dataset_id)).mappings().first()
         if row is None:
+            self._meta_cache.pop(dataset_id, None)
             raise NotFound("dataset", dataset_id)
-        return self._meta(row)
+        meta = self._meta(row)
+        self._meta_cache[dataset_id] = (now, meta)
+        return meta
 
     def load_dataset(self, dataset_id: str) -> Dataset:
         meta = self.get_dataset_meta(dataset_id)
@@ -250,12 +263,18 @@ class SqlStore(Store):
 
     def delete_dataset(self, dataset_id: str) -> None:
         self.get_dataset_meta(dataset_id)
+        self.forget_dataset(dataset_id)
         with self.engine.begin() as conn:
             for name in ("results", "blobs", "sites", "indicators", "uptake", "areas", "plans"):
                 conn.execute(delete(self.t[name]).where(self.t[name].c.dataset_id == dataset_id))
             conn.execute(delete(self.t["datasets"]).where(self.t["datasets"].c.id == dataset_id))
 
+    def forget_dataset(self, dataset_id: str) -> None:
+        """Drop what this store keeps in memory about a dataset."""
+        self._meta_cache.pop(dataset_id, None)
+
     def add_sites(self, dataset_id: str, sites: gpd.GeoDataFrame) -> int:
+        self.forget_dataset(dataset_id)
         table = self.t["sites"]
         with self.engine.begin() as conn:
             meta = conn.execute(
@@ -451,6 +470,8 @@ class SqlStore(Store):
             conn.execute(self.t["api_keys"].insert().values(created_at=datetime.now(UTC), **record))
 
     def find_key(self, key_hash: str) -> dict[str, Any] | None:
+        """The key's record, read on every request (never cached): a key revoked by any
+        process stops working at once."""
         table = self.t["api_keys"]
         with self.engine.connect() as conn:
             row = conn.execute(select(table).where(table.c.key_hash == key_hash)).mappings().first()

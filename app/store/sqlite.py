@@ -7,10 +7,13 @@ continue while an import is written; an import is one transaction.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+import numpy as np
+import shapely
+from sqlalchemy import create_engine, event, select
 
 from app.store.schema import build_metadata
 from app.store.sql import SqlStore
@@ -35,3 +38,40 @@ class SqliteStore(SqlStore):
             cursor.close()
 
         super().__init__(engine, build_metadata(None))
+        self._bbox_index: dict[str, tuple[np.ndarray, shapely.STRtree]] = {}
+        self._bbox_lock = threading.Lock()
+
+    def area_codes_in_bbox(
+        self, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> np.ndarray:
+        """Codes of the areas whose bounding box meets ``bbox``, from an in-memory R-tree
+        of the dataset's area envelopes (plain SQLite has no spatial index; areas never
+        change after an import, so the tree is built once per dataset)."""
+        entry = self._bbox_index.get(dataset_id)
+        if entry is None:
+            with self._bbox_lock:
+                entry = self._bbox_index.get(dataset_id)
+                if entry is None:
+                    entry = self._build_bbox_index(dataset_id)
+                    self._bbox_index[dataset_id] = entry
+        codes, tree = entry
+        hits = tree.query(shapely.box(*bbox))
+        return codes[np.sort(hits)]
+
+    def _build_bbox_index(self, dataset_id: str) -> tuple[np.ndarray, shapely.STRtree]:
+        table = self.t["areas"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.area_code, table.c.minx, table.c.miny, table.c.maxx, table.c.maxy)
+                .where(table.c.dataset_id == dataset_id)
+                .order_by(table.c.idx)
+            ).all()
+        codes = np.asarray([r[0] for r in rows], dtype=object)
+        bounds = np.asarray([r[1:] for r in rows], dtype=float).reshape(-1, 4)
+        return codes, shapely.STRtree(
+            shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+        )
+
+    def forget_dataset(self, dataset_id: str) -> None:
+        super().forget_dataset(dataset_id)
+        self._bbox_index.pop(dataset_id, None)
