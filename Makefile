@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint bench bench-quick browser clean
+.PHONY: install run test lint bench bench-quick browser loadgen clean
 
 install: $(STAMP)
 
@@ -39,10 +39,17 @@ lint: install
 	$(BIN)/ruff format --check app geo models tests bench
 	$(BIN)/mypy
 
-bench: install
+# wrk (Debian package) drives the load benchmark without taking the server's cores.
+loadgen:
+	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null) \
+		|| echo "could not install wrk: the load benchmark will use its Python client"; \
+	fi
+
+bench: install loadgen
 	$(BIN)/python bench/run_all.py
 
-bench-quick: install
+bench-quick: install loadgen
 	$(BIN)/python bench/run_all.py --quick
 
 clean:
