@@ -19,4 +19,4 @@ RUN useradd --system --uid 10001 outreach && mkdir -p /data && chown outreach /d
 USER outreach
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
-CMD ["outreach", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["outreach", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

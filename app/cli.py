@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (one per core for production)"
+    )
+    serve.add_argument(
         "--dev-key",
         action="store_true",
         help="create and print an admin key for this session (development only)",
@@ -264,7 +267,19 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"Serving on http://{args.host}:{args.port} (store: {settings.store_kind}; reads {reads}); API docs at /docs"
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    if args.workers > 1:
+        # Each worker builds its own app (and store connections) from the same settings.
+        store.close()
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+        )
+    else:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 
