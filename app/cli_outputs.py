@@ -18,6 +18,7 @@ from app.publish import (
     disclose,
     disclose_nested,
     feature_collection,
+    geodataframe_geojson,
     geometry_json,
     policy_of,
 )
@@ -103,12 +104,7 @@ def gap_outputs(
     def cluster_file(suffix: str) -> bytes:
         if suffix not in (".geojson", ".json"):
             raise _suffix_error("clusters", suffix, ".geojson")
-        frame = pd.DataFrame(clusters.drop(columns="geometry"))
-        return feature_collection(
-            frame,
-            geometry_json(np.asarray(clusters.geometry.array, dtype=object)),
-            total=len(frame),
-        )
+        return geodataframe_geojson(clusters)
 
     def inequality(suffix: str) -> bytes:
         if suffix != ".json":

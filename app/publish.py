@@ -160,3 +160,14 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.StringIO()
     out.to_csv(buffer, index=False)
     return buffer.getvalue().encode()
+
+
+def geodataframe_geojson(frame: Any, *, extra: Mapping[str, Any] | None = None) -> bytes:
+    """A (published) GeoDataFrame as an RFC 7946 FeatureCollection."""
+    properties = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    geometry = (
+        geometry_json(np.asarray(frame.geometry.array, dtype=object))
+        if len(frame)
+        else np.array([])
+    )
+    return feature_collection(properties, geometry, total=len(properties), extra=extra)

@@ -108,3 +108,70 @@ def test_serve_loads_the_demo_into_an_empty_store(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "Admin key for writes (this session): okey_" in output
+
+
+def test_gaps_and_plan_commands_write_published_outputs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    demo_dir: Path,
+) -> None:
+    import csv
+    import io
+    import json
+    import re
+
+    from app.assets import assets_installed
+
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "out"
+    maps = assets_installed()
+    gaps_args = [
+        "gaps",
+        str(demo_dir),
+        "--target",
+        "0.85",
+        "--out",
+        str(out / "gaps.geojson"),
+        "--clusters",
+        str(out / "clusters.geojson"),
+        "--inequality",
+        str(out / "inequality.json"),
+    ]
+    assert main(gaps_args + (["--map", str(out / "gaps.html")] if maps else [])) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    gaps = json.loads((out / "gaps.geojson").read_text())
+    assert gaps["total"] == summary["areas"] == 2000 and gaps["target"] == 0.85
+    counts = [
+        f["properties"][c]
+        for f in gaps["features"]
+        for c in ("eligible", "vaccinated", "unvaccinated", "shortfall")
+    ]
+    assert all(v is None or ((v == 0 or v > 7) and v % 5 == 0) for v in counts)
+    assert json.loads((out / "clusters.geojson").read_text())["total"] == summary["clusters"] > 0
+    assert json.loads((out / "inequality.json").read_text())["sii"]["sii"] > 0
+    plan_args = [
+        "plan",
+        str(demo_dir),
+        "--sites",
+        "4",
+        "--vans",
+        "1",
+        "--out",
+        str(out / "plan.json"),
+        "--sites-csv",
+        str(out / "sites.csv"),
+    ]
+    assert main(plan_args + (["--map", str(out / "plan.html")] if maps else [])) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    rows = list(csv.DictReader(io.StringIO((out / "sites.csv").read_text())))
+    assert [r["site_id"] for r in rows] == [s["site_id"] for s in plan["sites"]] and 1 <= len(
+        rows
+    ) <= 5
+    assert plan["totals"]["reached"] <= plan["totals"]["shortfall_total"]
+    if maps:
+        for page in ("gaps.html", "plan.html"):
+            assert not re.findall(r"https?://", (out / page).read_text())
+    assert main(["gaps", str(demo_dir), "--out", str(out / "gaps.xlsx")]) == 2
+    assert "cannot write out as .xlsx" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -14,11 +13,9 @@ from app.api.deps import Reader, ServicesDep, visible_dataset
 from app.errors import ApiProblem
 from app.publish import (
     csv_bytes,
-    disclose,
     disclose_nested,
-    feature_collection,
     feature_collection_from_strings,
-    geometry_json,
+    geodataframe_geojson,
     policy_of,
 )
 from app.services import Services
@@ -268,19 +265,10 @@ def get_clusters(
     )
     if isinstance(outcome, Response):
         return outcome
-    clusters = outcome.clusters
-    frame = disclose(
-        pd.DataFrame(clusters.drop(columns=clusters.geometry.name)), policy_of(services.settings)
-    )
-    geometry = (
-        geometry_json(np.asarray(clusters.geometry.array, dtype=object))
-        if len(clusters)
-        else np.array([])
-    )
-    return Response(
-        feature_collection(frame, geometry, total=len(frame), extra={"target": target}),
-        media_type=GEOJSON,
-    )
+    from app.cli_outputs import published_clusters
+
+    clusters = published_clusters(outcome, services.settings)
+    return Response(geodataframe_geojson(clusters, extra={"target": target}), media_type=GEOJSON)
 
 
 @router.get("/{dataset_id}/inequality", summary="SII/RII across deprivation and uptake by group")
