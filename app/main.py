@@ -6,6 +6,7 @@ configured at import time, so tests can run several apps with different settings
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Long-lived objects made at start-up (the app, its routes, imported libraries)
+        # need no garbage collection: freezing them shortens every later collection,
+        # and rarer young-generation collections cut request-latency tails.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         yield
         services.jobs().shutdown()
 

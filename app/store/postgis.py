@@ -52,8 +52,10 @@ class PostgisStore(SqlStore):
         connect_args = {"options": f"-csearch_path={schema},public"} if schema else {}
         engine = create_engine(
             url,
-            pool_size=10,
-            max_overflow=20,
+            # Enough pooled connections for the API's worker threads: connections beyond
+            # pool_size are closed on return, and reconnecting per request is costly.
+            pool_size=20,
+            max_overflow=10,
             pool_pre_ping=True,
             pool_recycle=1800,
             connect_args=connect_args,

@@ -39,6 +39,9 @@ class SqlStore(Store):
     def __init__(self, engine: Engine, metadata: MetaData):
         self._meta_cache: dict[str, tuple[float, DatasetMeta]] = {}
         self.engine = engine
+        # Single-statement reads on every request (key, metadata, bbox) run without a
+        # transaction: no BEGIN and no ROLLBACK round trips to a database server.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.metadata = metadata
         self.t: dict[str, Table] = dict(metadata.tables)
         self._check_schema()
@@ -176,7 +179,7 @@ class SqlStore(Store):
         if cached is not None and now - cached[0] < _META_TTL_S:
             return cached[1]
         table = self.t["datasets"]
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == dataset_id)).mappings().first()
         if row is None:
             self._meta_cache.pop(dataset_id, None)
@@ -316,7 +319,7 @@ class SqlStore(Store):
         self, dataset_id: str, bbox: tuple[float, float, float, float]
     ) -> np.ndarray:
         table = self.t["areas"]
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             codes = (
                 conn.execute(
                     select(table.c.area_code).where(
@@ -473,7 +476,7 @@ class SqlStore(Store):
         """The key's record, read on every request (never cached): a key revoked by any
         process stops working at once."""
         table = self.t["api_keys"]
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(select(table).where(table.c.key_hash == key_hash)).mappings().first()
         return dict(row) if row else None
 
