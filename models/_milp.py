@@ -82,33 +82,15 @@ def _solve_highs(
     if fixed_in is not None:
         col_lower[n_x + np.asarray(fixed_in, dtype=np.int64)] = 1.0
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_x + m
-    lp.num_row_ = constraint.shape[0]
-    lp.col_cost_ = np.concatenate([objective_x, np.zeros(m)])
-    lp.col_lower_ = col_lower
-    lp.col_upper_ = col_upper
-    lp.row_lower_ = np.full(constraint.shape[0], -highspy.kHighsInf)
-    lp.row_upper_ = upper
-    lp.sense_ = highspy.ObjSense.kMaximize
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = constraint.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = constraint.indices.astype(np.int32)
-    lp.a_matrix_.value_ = constraint.data.astype(np.float64)
-    if integer:
-        lp.integrality_ = [highspy.HighsVarType.kContinuous] * n_x + [
-            highspy.HighsVarType.kInteger
-        ] * m
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("time_limit", max(float(time_limit_s), 0.01))
-    highs.setOptionValue("threads", 1)
+    highs = highs_problem(
+        np.concatenate([objective_x, np.zeros(m)]), constraint, upper, col_lower, col_upper,
+        n_sites=m, integer=integer, time_limit_s=time_limit_s,
+    )  # fmt: skip
     if integer:
         highs.setOptionValue("mip_rel_gap", rel_gap)
         highs.setOptionValue("mip_abs_gap", 1e-9)
     else:
         highs.setOptionValue("solver", "ipm")
-    highs.passModel(lp)
     if integer and start:
         solution = highspy.HighsSolution()
         solution.col_value = list(_start_vector(model, matrix, start, n_x))
@@ -170,3 +152,40 @@ def _start_vector(model: _Model, matrix: sp.csr_array, start: list[int], n_x: in
         pick = order[first]
         x[pick[value[pick] > 0]] = 1.0
     return np.concatenate([x, y])
+
+
+def highs_problem(
+    objective: np.ndarray,
+    matrix: sp.csr_array,
+    row_upper: np.ndarray,
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+    *,
+    n_sites: int,
+    integer: bool,
+    time_limit_s: float,
+) -> highspy.Highs:
+    """A HiGHS maximisation ``max c·x, matrix·x ≤ row_upper, lower ≤ x ≤ upper`` whose
+    last ``n_sites`` columns are the site variables (integer when ``integer``); quiet,
+    single-threaded, time-limited and ready to run (callers add solver options)."""
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(objective), matrix.shape[0]
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = objective, col_lower, col_upper
+    lp.row_lower_ = np.full(matrix.shape[0], -highspy.kHighsInf)
+    lp.row_upper_ = row_upper
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+    if integer:
+        n_other = len(objective) - n_sites
+        lp.integrality_ = [highspy.HighsVarType.kContinuous] * n_other + [
+            highspy.HighsVarType.kInteger
+        ] * n_sites
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("time_limit", max(float(time_limit_s), 0.01))
+    highs.setOptionValue("threads", 1)
+    highs.passModel(lp)
+    return highs

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from geo._errors import InfeasibleError
 from models._instance import _EPS, SiteLimits, _best_subset, _gather
-from models._milp import _limit_rows
+from models._milp import _limit_rows, highs_problem
 
 #: Instances up to this many (demand, site) pairs get the LP bound and, on "auto", the MILP.
 CAPACITATED_EXACT_MAX_PAIRS = 20_000
@@ -300,27 +300,18 @@ def _solve_assignment(
     col_upper = np.concatenate([np.full(k, np.inf), allowed.astype(float)])
     col_lower = np.zeros(k + m)
     col_lower[k + np.asarray(list(required), dtype=np.int64)] = 1.0
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = k + m, matrix.shape[0]
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = objective, col_lower, col_upper
-    lp.row_lower_ = np.full(matrix.shape[0], -highspy.kHighsInf)
-    lp.row_upper_ = upper
-    lp.sense_ = highspy.ObjSense.kMaximize
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
-    lp.a_matrix_.value_ = matrix.data.astype(np.float64)
-    if integer:
-        lp.integrality_ = [highspy.HighsVarType.kContinuous] * k + [
-            highspy.HighsVarType.kInteger
-        ] * m
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("time_limit", float(time_limit_s))
-    highs.setOptionValue("threads", 1)
+    highs = highs_problem(
+        objective,
+        matrix,
+        upper,
+        col_lower,
+        col_upper,
+        n_sites=m,
+        integer=integer,
+        time_limit_s=time_limit_s,
+    )
     if integer:
         highs.setOptionValue("mip_rel_gap", 1e-7)
-    highs.passModel(lp)
     highs.run()
     status = highs.getModelStatus()
     info = highs.getInfo()
