@@ -63,9 +63,13 @@ def map_settings(settings: Settings, *, static_url: str) -> Any:
 
 def published_gaps(dataset: Dataset, result: GapResult, settings: Settings) -> Any:
     """The gap table after disclosure control, with area geometry (WGS84)."""
+    return with_geometry(disclose(result.table, policy_of(settings), columns=GAP_COLUMNS), dataset)
+
+
+def with_geometry(table: pd.DataFrame, dataset: Dataset) -> Any:
+    """A published table of areas as a GeoDataFrame with each area's polygon."""
     import geopandas as gpd
 
-    table = disclose(result.table, policy_of(settings), columns=GAP_COLUMNS)
     geometry = dataset.areas.set_index("area_code").geometry.reindex(table["area_code"].to_numpy())
     return gpd.GeoDataFrame(
         table.reset_index(drop=True), geometry=geometry.to_numpy(), crs=dataset.areas.crs

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.analysis import published_table
 from app.api.deps import Reader, ServicesDep
 from app.api.routes.gaps import (
     FlagQ,
@@ -19,7 +20,7 @@ from app.api.routes.gaps import (
     select_rows,
 )
 from app.api.routes.plans import _visible_plan
-from app.cli_outputs import map_settings, published_clusters, published_gaps
+from app.cli_outputs import map_settings, published_clusters, with_geometry
 from app.errors import ApiProblem
 from app.planning import publish_plan
 from app.publish import policy_of
@@ -69,10 +70,9 @@ def gap_map(
         return outcome
     meta = services.store.get_dataset_meta(dataset_id)
     dataset = services.dataset(dataset_id)
-    gaps = published_gaps(dataset, outcome, services.settings)
-    if box is not None or flag is not None:
-        table, rows = select_rows(services, dataset_id, params, outcome, flag=flag, bbox=box)
-        gaps = gaps.loc[gaps["area_code"].isin(table.area_code[rows])]
+    # The published table is cached beside the analysis: no disclosure pass per map.
+    table, rows = select_rows(services, dataset_id, params, outcome, flag=flag, bbox=box)
+    gaps = with_geometry(table.frame.iloc[rows], dataset)
     parts = [f"target {target:.0%}"]
     if flag:
         parts.append(f"flag: {flag.replace('_', ' ')}")
@@ -104,9 +104,9 @@ async def plan_map(plan_id: str, services: ServicesDep, principal: Reader) -> Re
         plan = _visible_plan(services, principal, plan_id)
         dataset = services.dataset(plan["dataset_id"])
         params: dict[str, Any] = plan.get("params") or {}
-        gaps = gap_result(
-            services, plan["dataset_id"], GapParams(target=float(params.get("target", 0.8)))
-        )
+        target_params = GapParams(target=float(params.get("target", 0.8)))
+        gaps = gap_result(services, plan["dataset_id"], target_params)
+        published = published_table(services, plan["dataset_id"], target_params, None, gaps)
         meta = services.store.get_dataset_meta(plan["dataset_id"])
         existing = (
             dataset.sites.loc[dataset.sites["status"] == "existing"] if len(dataset.sites) else None
@@ -114,7 +114,7 @@ async def plan_map(plan_id: str, services: ServicesDep, principal: Reader) -> Re
         title = f"{meta.name} — plan {plan_id[:8]}: {len(plan['sites'])} sites"
         return plan_map_html(
             publish_plan(plan, policy_of(services.settings)),
-            published_gaps(dataset, gaps, services.settings),
+            with_geometry(published.frame, dataset),
             existing_sites=existing,
             title=title,
             settings=map_settings(services.settings, static_url=STATIC_VENDOR),
