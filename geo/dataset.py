@@ -28,7 +28,7 @@ Shapes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
@@ -93,9 +93,6 @@ class Dataset:
     def groups_present(self) -> list[str]:
         """Group columns that actually break the uptake down (not all blank)."""
         return [c for c in GROUP_COLUMNS if (self.uptake[c] != "").any()]
-
-    def with_sites(self, sites: gpd.GeoDataFrame) -> Dataset:
-        return replace(self, sites=sites)
 
 
 def empty_sites() -> gpd.GeoDataFrame:

@@ -13,7 +13,6 @@ import csv
 import io
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -173,8 +172,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else type(exc).__name__
     return message[:300]
-
-
-def local_file(path: str | Path) -> InputFile:
-    """An :class:`InputFile` for a file on disk."""
-    return InputFile.from_path(path)

@@ -17,7 +17,7 @@ import shapely
 from pyproj import CRS
 
 from geo._errors import Problem
-from geo.columns import apply_column_map, code_columns, name_level, normalise_header
+from geo.columns import apply_column_map, code_columns, name_level
 from geo.projection import WGS84
 from geo.readers import Report
 
@@ -300,8 +300,3 @@ _TYPE_NAMES = {
     5: "MultiLineString",
     7: "GeometryCollection",
 }
-
-
-def header_lookup(columns: list[str]) -> dict[str, str]:
-    """Normalised header -> original header (helper for other validators)."""
-    return {normalise_header(c): c for c in columns}
