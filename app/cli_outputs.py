@@ -50,7 +50,7 @@ def _suffix_error(key: str, suffix: str, allowed: str) -> ParameterError:
     )
 
 
-def map_settings(settings: Settings, *, static_url: str) -> Any:
+def map_settings(settings: Settings, *, static_url: str = "/static/vendor") -> Any:
     from app.maps import MapSettings
 
     return MapSettings(
@@ -59,6 +59,14 @@ def map_settings(settings: Settings, *, static_url: str) -> Any:
         tiles_attribution=settings.tiles_attribution,
         max_areas=settings.map_max_areas,
     )
+
+
+def _standalone(page: str) -> bytes:
+    """A map file that opens anywhere: its assets inline, not linked to this virtualenv."""
+    from app._map_standalone import standalone_page
+    from app.assets import DEFAULT_TARGET
+
+    return standalone_page(page, static_url="/static/vendor", vendor_dir=DEFAULT_TARGET).encode()
 
 
 def published_gaps(dataset: Dataset, result: GapResult, settings: Settings) -> Any:
@@ -123,15 +131,10 @@ def gap_outputs(
     def gap_map(suffix: str) -> bytes:
         if suffix not in (".html", ".htm"):
             raise _suffix_error("map", suffix, ".html")
-        from app.assets import DEFAULT_TARGET
         from app.maps import gap_map_html
 
-        return gap_map_html(
-            gaps,
-            clusters,
-            title=title,
-            settings=map_settings(settings, static_url=DEFAULT_TARGET.resolve().as_uri()),
-        ).encode()
+        page = gap_map_html(gaps, clusters, title=title, settings=map_settings(settings))
+        return _standalone(page)
 
     return Outputs(
         {"table": table, "clusters": cluster_file, "inequality": inequality, "map": gap_map}, {}
@@ -156,18 +159,18 @@ def plan_outputs(
     def plan_map(suffix: str) -> bytes:
         if suffix not in (".html", ".htm"):
             raise _suffix_error("map", suffix, ".html")
-        from app.assets import DEFAULT_TARGET
         from app.maps import plan_map_html
 
         existing = (
             dataset.sites.loc[dataset.sites["status"] == "existing"] if len(dataset.sites) else None
         )
-        return plan_map_html(
+        page = plan_map_html(
             published,
             published_gaps(dataset, gaps, settings),
             existing_sites=existing,
             title=title,
-            settings=map_settings(settings, static_url=DEFAULT_TARGET.resolve().as_uri()),
-        ).encode()
+            settings=map_settings(settings),
+        )
+        return _standalone(page)
 
     return Outputs({"plan": plan_json, "sites_csv": csv_file, "map": plan_map}, published)

@@ -554,3 +554,36 @@ def test_urls_in_user_text_are_not_resources(gaps: gpd.GeoDataFrame) -> None:
     ):
         assert URL.findall(html) == []
     assert column(payload(html), "name", len(gaps))[0] == "see https://example.org/x"
+
+
+def test_standalone_page_inlines_assets(tmp_path: Path) -> None:
+    """Scripts and stylesheets under the static URL are inlined, their url() files become
+    data: URIs (TTF fallbacks dropped), "</script" in code cannot close the block early,
+    links elsewhere are left alone and a missing file is an error naming it."""
+    from app._map_standalone import MissingAssetError, standalone_page
+
+    (tmp_path / "lib" / "fonts").mkdir(parents=True)
+    (tmp_path / "lib" / "a.js").write_text('var s = "</script>"; var t = 1;')
+    (tmp_path / "lib" / "fonts" / "f.woff2").write_bytes(b"\x00font")
+    (tmp_path / "lib" / "a.css").write_text(
+        '@font-face{font-family:"Kept";src:url(fonts/f.woff2) format("woff2"),'
+        'url(fonts/f.ttf) format("truetype")}@font-face{font-family:"Other";src:url(fonts/f.woff2)}'
+        ".x{background:url('data:image/png;base64,AAAA')}"
+    )
+    page = (
+        '<html><head><script src="/s/lib/a.js"></script>'
+        '<link rel="stylesheet" href="/s/lib/a.css"/>'
+        '<script src="https://example.org/x.js"></script></head></html>'
+    )
+    out = standalone_page(page, static_url="/s", vendor_dir=tmp_path, font_families=["Kept"])
+    assert '<script>var s = "<\\/script>"; var t = 1;</script>' in out
+    assert 'url("data:font/woff2;base64,AGZvbnQ=") format("woff2")}' in out
+    assert ".ttf" not in out and "/s/lib" not in out and '"Other"' not in out
+    assert "url('data:image/png;base64,AAAA')" in out  # already inline: untouched
+    assert '<script src="https://example.org/x.js"></script>' in out
+    with pytest.raises(MissingAssetError, match=r"/s/lib/b\.js"):
+        standalone_page('<script src="/s/lib/b.js"></script>', static_url="/s", vendor_dir=tmp_path)
+    with pytest.raises(MissingAssetError):
+        standalone_page(
+            '<script src="/s/../outside.js"></script>', static_url="/s", vendor_dir=tmp_path
+        )

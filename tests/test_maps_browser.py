@@ -12,6 +12,7 @@ from typing import Any
 import geopandas as gpd
 import pytest
 
+from app._map_standalone import standalone_page
 from app.assets import DEFAULT_TARGET, assets_installed
 from app.maps import MapSettings, gap_map_html, plan_map_html
 from tests.browser import chromium_missing_reason, open_browser, open_page, screenshot, serve_pages
@@ -192,4 +193,46 @@ def test_twenty_thousand_areas_open_in_seconds(browser: Any) -> None:
             assert page.locator(AREA_PATHS).count() == 20_000
             screenshot(page, "gap_map_20000")
     assert load_ms < 10_000, f"{load_ms} ms"  # about 2.5 s measured on 2 cores
+    assert report.clean, report.summary()
+
+
+def test_standalone_plan_map_needs_no_files(
+    browser: Any, gaps: gpd.GeoDataFrame, tmp_path: Any
+) -> None:
+    """The command line's map file carries its scripts, styles, images and fonts inline:
+    served beside an empty static folder it still draws every area and marker, with Font
+    Awesome glyphs, and asks for nothing."""
+    plan = plan_dict(gaps)
+    html = standalone_page(
+        plan_map_html(plan, gaps, existing_sites=None, title="Plan", settings=MapSettings()),
+        static_url="/static/vendor",
+        vendor_dir=DEFAULT_TARGET,
+    )
+    assert "/static/vendor" not in html and "file://" not in html
+    assert len(html) < 1_700_000  # fonts once each, WOFF2 only
+    assert not re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=", html)
+    requests: list[str] = []
+    empty = tmp_path / "static"
+    empty.mkdir()
+    with serve_pages(
+        {"/plan.html": html}, static_dir=empty, page_headers={"Content-Security-Policy": CSP}
+    ) as base_url:
+        with open_page(f"{base_url}/plan.html", browser=browser) as (page, report):
+            page.on("request", lambda request: requests.append(request.url))
+            page.wait_for_selector(MARKERS)
+            page.wait_for_load_state("networkidle")
+            assert page.locator(AREA_PATHS).count() == len(gaps)
+            assert page.locator(MARKERS).count() == len(plan["sites"])
+            assert page.evaluate("document.fonts.check('900 16px \"Font Awesome 6 Free\"')")
+            glyph = page.locator(f"{MARKERS} i.fa-mosque").evaluate(
+                "i => getComputedStyle(i, '::before').content"
+            )
+            assert glyph not in ("none", "normal", "")
+            # The marker sprite (a stylesheet image) came from the page itself.
+            sprite = page.locator(MARKERS).first.evaluate(
+                "m => getComputedStyle(m).backgroundImage"
+            )
+            assert sprite.startswith('url("data:image/png;base64,')
+            screenshot(page, "plan_map_standalone")
+    assert [u for u in requests if not u.startswith(("data:", "blob:"))] == []
     assert report.clean, report.summary()
