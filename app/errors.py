@@ -8,6 +8,7 @@ are logged with an id that the response quotes.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -185,12 +186,19 @@ def install_error_handlers(app: FastAPI) -> None:
             if isinstance(exc.detail, str) and exc.status_code != 404
             else f"{request.method} {request.url.path} is not a resource of this API."
         )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request, (headers or {}).get("Allow"))
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = (
+                f"{request.url.path} does not take {request.method}; use {' or '.join(allowed)}."
+            )
         return problem_response(
             exc.status_code,
             title,
             detail,
             kind=title.lower().replace(" ", "-"),
-            headers=getattr(exc, "headers", None),
+            headers=headers,
             instance=request.url.path,
         )
 
@@ -204,3 +212,28 @@ def install_error_handlers(app: FastAPI) -> None:
             f"Something went wrong on our side (incident {incident}). The error is logged; please try again or report the incident id.",
             kind="internal-error",
         )
+
+
+def _allowed_methods(request: Request, fallback: str | None) -> list[str]:
+    """Every method the API takes at this path, for a 405's ``Allow`` (RFC 9110 §15.5.6).
+
+    Starlette answers with the methods of the first route whose path matches, so a path
+    served by several routes (``GET`` and ``DELETE /v1/datasets/{id}``) would list one. The
+    OpenAPI description (built once, then cached by FastAPI) lists them all per path.
+    """
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "".join(
+            "[^/]+" if piece.startswith("{") else re.escape(piece)
+            for piece in _PARAM.split(template)
+        )
+        if re.fullmatch(pattern, path):
+            methods.update(m.upper() for m in operations if m.upper() in _HTTP_METHODS)
+    if not methods and fallback:
+        methods.update(m.strip() for m in fallback.split(","))
+    return sorted(methods)
+
+
+_PARAM = re.compile(r"(\{[^}/]+\})")
+_HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

@@ -74,12 +74,13 @@ def test_plans_are_stored_immutable_and_exported(plan_app) -> None:  # type: ign
     again = client.get(f"/v1/plans/{plan['id']}", headers=auth(keys["viewer"])).json()
     assert again == plan
     for method in ("put", "patch", "delete"):
-        assert (
-            getattr(client, method)(
-                f"/v1/plans/{plan['id']}", headers=auth(keys["planner"])
-            ).status_code
-            == 405
-        )
+        refused = getattr(client, method)(f"/v1/plans/{plan['id']}", headers=auth(keys["planner"]))
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET"
+        assert refused.headers["content-type"] == "application/problem+json"
+    # Several routes share the dataset path: Allow lists the methods of all of them.
+    refused = client.put(f"/v1/datasets/{dataset_id}", headers=auth(keys["planner"]))
+    assert refused.status_code == 405 and refused.headers["allow"] == "DELETE, GET"
+    assert "use DELETE or GET" in refused.json()["detail"]
     rows = list(
         csv.DictReader(
             io.StringIO(
