@@ -101,22 +101,34 @@ class PublishedTable:
     properties: np.ndarray
     geometry: np.ndarray
     area_code: np.ndarray
+    #: Each row's area as its position in the dataset's ``n_areas`` areas (what the
+    #: store's bbox queries return), so a bbox selects rows by integer lookup, not by
+    #: matching area codes; -1 for an area missing from the dataset (never after import).
+    area_position: np.ndarray
+    n_areas: int
     flag: np.ndarray
     group_value: np.ndarray | None
 
     def select(
-        self, *, flag: str | None, codes: np.ndarray | None, group_value: str | None
+        self, *, flag: str | None, area_positions: np.ndarray | None, group_value: str | None
     ) -> np.ndarray:
-        """Row positions (in priority order) matching the filters."""
-        keep = np.ones(len(self.area_code), dtype=bool)
+        """Row positions (in priority order) matching the filters; ``area_positions``
+        (from :meth:`app.store.base.Store.area_positions_in_bbox`) keeps rows of those
+        areas only."""
+        if area_positions is not None:
+            # Mark the areas, then look each row's area up: two small array operations
+            # (the slot after the last area stays unmarked for position -1).
+            wanted = np.zeros(self.n_areas + 1, dtype=bool)
+            wanted[area_positions[area_positions < self.n_areas]] = True
+            keep = wanted[self.area_position]
+        else:
+            keep = np.ones(len(self.area_code), dtype=bool)
         if flag == "any":
             keep &= self.flag != "none"
         elif flag is not None:
             keep &= self.flag == flag
         if group_value is not None and self.group_value is not None:
             keep &= self.group_value == group_value
-        if codes is not None:
-            keep &= np.isin(self.area_code, codes)
         return np.flatnonzero(keep)
 
 
@@ -150,6 +162,8 @@ def published_table(
             properties=properties,
             geometry=shapes.reindex(codes).to_numpy(dtype=object),
             area_code=codes,
+            area_position=pd.Index(areas["area_code"].astype(str)).get_indexer(codes),
+            n_areas=len(areas),
             flag=frame["flag"].astype(str).to_numpy(),
             group_value=frame["group_value"].astype(str).to_numpy()
             if "group_value" in frame
@@ -157,3 +171,16 @@ def published_table(
         )
 
     return services.results.get((dataset_id, params_key(params), "published", group), build)  # type: ignore[no-any-return]
+
+
+def cached_published_table(
+    services: Services, dataset_id: str, params: GapParams, group: str | None
+) -> tuple[GapResult, PublishedTable] | None:
+    """The result and its published table if both are in memory (None otherwise):
+    for callers that must not load or compute anything, such as the event loop."""
+    key = params_key(params)
+    result = services.results.peek((dataset_id, key))
+    if result is None:
+        return None
+    table = services.results.peek((dataset_id, key, "published", group))
+    return None if table is None else (result, table)

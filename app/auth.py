@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from app.errors import ApiProblem
 from app.store.base import Store
 
@@ -80,7 +82,44 @@ def authenticate(
     store: Store, *, header: str | None, cookie: str | None, method: str, anonymous_read: bool
 ) -> Principal:
     """Resolve the caller from the Authorization header (or, for reads, the cookie)."""
-    token = None
+    token = _token(header=header, cookie=cookie, method=method)
+    if token is None:
+        return Principal(role="viewer" if anonymous_read else None)
+    return _principal(store.find_key(hash_key(token)))
+
+
+async def authenticate_async(
+    store: Store, *, header: str | None, cookie: str | None, method: str, anonymous_read: bool
+) -> Principal:
+    """:func:`authenticate` for the event loop (see :meth:`Store.find_key_async`)."""
+    token = _token(header=header, cookie=cookie, method=method)
+    if token is None:
+        return Principal(role="viewer" if anonymous_read else None)
+    return _principal(await store.find_key_async(hash_key(token)))
+
+
+async def authenticate_with_areas(
+    store: Store,
+    *,
+    header: str | None,
+    cookie: str | None,
+    method: str,
+    anonymous_read: bool,
+    dataset_id: str,
+    bbox: tuple[float, float, float, float],
+) -> tuple[Principal, np.ndarray | None]:
+    """:func:`authenticate_async`, and for a key the positions of the dataset's areas in
+    ``bbox`` read with it (one round trip on PostGIS; see
+    :meth:`~app.store.base.Store.key_and_area_positions`). The key is still read from
+    the database for this request; the areas are None when the caller has no key."""
+    token = _token(header=header, cookie=cookie, method=method)
+    if token is None:
+        return Principal(role="viewer" if anonymous_read else None), None
+    record, positions = await store.key_and_area_positions_async(hash_key(token), dataset_id, bbox)
+    return _principal(record), positions
+
+
+def _token(*, header: str | None, cookie: str | None, method: str) -> str | None:
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -90,12 +129,13 @@ def authenticate(
                 "Use 'Authorization: Bearer <key>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        token = value.strip()
-    elif cookie and method in ("GET", "HEAD"):
-        token = cookie
-    if token is None:
-        return Principal(role="viewer" if anonymous_read else None)
-    record = store.find_key(hash_key(token))
+        return value.strip()
+    if cookie and method in ("GET", "HEAD"):
+        return cookie
+    return None
+
+
+def _principal(record: dict[str, Any] | None) -> Principal:
     if record is None or record.get("revoked_at") is not None:
         raise ApiProblem(
             401,

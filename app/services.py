@@ -48,6 +48,14 @@ class LruCache(Generic[T]):
                 self._key_locks.pop(key, None)
             return value
 
+    def peek(self, key: Any) -> T | None:
+        """The value if it is cached (marked as recently used), else None — never loads."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
     def contains(self, key: Any) -> bool:
         with self._lock:
             return key in self._items

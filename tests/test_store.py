@@ -73,7 +73,9 @@ def test_bbox_query_returns_exactly_the_intersecting_envelopes(
         minx + (maxx - minx) * 0.5,
         miny + (maxy - miny) * 0.5,
     )
-    codes = set(store.area_codes_in_bbox(meta.id, bbox))
+    positions = store.area_positions_in_bbox(meta.id, bbox)
+    assert list(positions) == sorted(positions)
+    codes = set(demo_dataset.areas["area_code"].iloc[positions])
     bounds = demo_dataset.areas.bounds
     expected = demo_dataset.areas.loc[
         (bounds.maxx >= bbox[0])

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
-from app.auth import COOKIE_NAME, Principal, authenticate, require_role
+from app.auth import COOKIE_NAME, Principal, authenticate_async, require_role
 from app.errors import ApiProblem
 from app.services import Services
 from app.settings import Settings
@@ -34,8 +33,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
-    return await run_in_threadpool(
-        authenticate,
+    return await authenticate_async(
         services.store,
         header=request.headers.get("authorization"),
         cookie=request.cookies.get(COOKIE_NAME),

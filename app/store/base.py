@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 
 from geo.dataset import Dataset
@@ -91,9 +92,12 @@ class Store(ABC):
     def add_sites(self, dataset_id: str, sites: Any) -> int: ...
 
     @abstractmethod
-    def area_codes_in_bbox(
+    def area_positions_in_bbox(
         self, dataset_id: str, bbox: tuple[float, float, float, float]
-    ) -> np.ndarray: ...
+    ) -> np.ndarray:
+        """Positions of the areas whose envelope meets ``bbox``, sorted: an area's
+        position is its row in :meth:`load_dataset`'s ``areas`` (its import order), so
+        callers holding the dataset select rows without comparing area codes."""
 
     # --- cached analysis results -----------------------------------------------
     @abstractmethod
@@ -139,6 +143,37 @@ class Store(ABC):
 
     @abstractmethod
     def find_key(self, key_hash: str) -> dict[str, Any] | None: ...
+
+    def key_and_area_positions(
+        self, key_hash: str, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+        """:meth:`find_key` and, when the key is live (found, not revoked),
+        :meth:`area_positions_in_bbox` — what a map view's request needs. A backend with a
+        database server answers both in one round trip."""
+        record = self.find_key(key_hash)
+        if record is None or record.get("revoked_at") is not None:
+            return record, None
+        return record, self.area_positions_in_bbox(dataset_id, bbox)
+
+    # Async forms for the event loop. By default they run the blocking read in a worker
+    # thread; a backend with a database server waits for it on the loop instead.
+    async def find_key_async(self, key_hash: str) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(self.find_key, key_hash)
+
+    async def key_and_area_positions_async(
+        self, key_hash: str, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+        return await anyio.to_thread.run_sync(
+            self.key_and_area_positions, key_hash, dataset_id, bbox
+        )
+
+    async def get_dataset_meta_async(self, dataset_id: str) -> DatasetMeta:
+        return await anyio.to_thread.run_sync(self.get_dataset_meta, dataset_id)
+
+    def fresh_dataset_meta(self, dataset_id: str) -> DatasetMeta | None:
+        """The dataset's metadata if this process holds a copy fresh enough for
+        :meth:`get_dataset_meta` to return without reading the database, else None."""
+        return None
 
     @abstractmethod
     def list_keys(self) -> list[dict[str, Any]]: ...

@@ -2,6 +2,9 @@
 
 Geometries live in ``geometry(…, 4326)`` columns with GiST indexes (created by the
 migrations), so bounding-box queries are answered by the index (``&&``) in the database.
+The reads every API request makes (its key, a map view's areas) bypass SQLAlchemy for
+prepared statements on raw psycopg connections, awaited on the event loop
+(:mod:`app.store._pg_reads`).
 An import writes the big tables with ``COPY`` (psycopg 3's ``cursor.copy``) on the same
 connection and in the same transaction as the dataset row, so it stays all-or-nothing
 while skipping per-row statement overhead: about 3× faster than ``executemany``
@@ -16,6 +19,7 @@ same for a deployment.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,9 +27,11 @@ import numpy as np
 import shapely
 from geoalchemy2 import Geometry
 from psycopg import sql
-from sqlalchemy import Connection, LargeBinary, Table, create_engine, func, text
+from sqlalchemy import Connection, LargeBinary, create_engine, func, text
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.store._pg_reads import HotReads
+from app.store.base import DatasetMeta
 from app.store.schema import build_metadata
 from app.store.sql import SqlStore
 
@@ -66,6 +72,7 @@ class PostgisStore(SqlStore):
             lambda kind: Geometry(geometry_type=kind, srid=_SRID, spatial_index=True)
         )
         super().__init__(engine, metadata)
+        self._hot = HotReads(engine, connect_args)
 
     def _prepare_schema(self) -> None:
         with self.engine.begin() as conn:
@@ -75,15 +82,43 @@ class PostgisStore(SqlStore):
             if not installed:
                 conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
 
+    # --- per-request reads: raw psycopg, prepared, one round trip; async on the loop --
+    def find_key(self, key_hash: str) -> dict[str, Any] | None:
+        """Read on every request, never cached (see :mod:`app.store._pg_reads`)."""
+        return self._hot.find_key(key_hash)
+
+    async def get_dataset_meta_async(self, dataset_id: str) -> DatasetMeta:
+        fresh = self.fresh_dataset_meta(dataset_id)
+        if fresh is not None:
+            return fresh
+        read_at = time.monotonic()
+        return self._remember_meta(dataset_id, read_at, await self._hot.dataset_async(dataset_id))
+
+    async def find_key_async(self, key_hash: str) -> dict[str, Any] | None:
+        return await self._hot.find_key_async(key_hash)
+
+    def area_positions_in_bbox(
+        self, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> np.ndarray:
+        return self._hot.area_positions(dataset_id, bbox)
+
+    def key_and_area_positions(
+        self, key_hash: str, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+        return self._hot.key_and_area_positions(key_hash, dataset_id, bbox)
+
+    async def key_and_area_positions_async(
+        self, key_hash: str, dataset_id: str, bbox: tuple[float, float, float, float]
+    ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+        return await self._hot.key_and_area_positions_async(key_hash, dataset_id, bbox)
+
+    def close(self) -> None:
+        self._hot.close()
+        super().close()
+
     # --- import with COPY ------------------------------------------------------
     def _geom_read(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.ST_AsBinary(column, type_=LargeBinary)
-
-    def _bbox_clause(
-        self, table: Table, bbox: tuple[float, float, float, float]
-    ) -> ColumnElement[bool]:
-        minx, miny, maxx, maxy = bbox
-        return table.c.geom.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, _SRID))
 
     def _bulk(self, conn: Any, table: str, names: list[str], columns: list[list[Any]]) -> None:
         """``COPY`` instead of INSERT: 3-4x faster here, and on the import's own
@@ -100,6 +135,7 @@ class PostgisStore(SqlStore):
         """Drop this store's schema and everything in it (tests only)."""
         if self.schema is None:
             raise ValueError("refusing to drop the default schema")
+        self._hot.close()
         with self.engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
         self.engine.dispose()

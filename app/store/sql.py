@@ -174,19 +174,30 @@ class SqlStore(Store):
         """The dataset's metadata. Read on every API request, so kept for a couple of
         seconds: a dataset deleted through another worker process disappears from this
         one within ``_META_TTL_S`` (through this store, at once)."""
+        fresh = self.fresh_dataset_meta(dataset_id)
+        if fresh is not None:
+            return fresh
         now = time.monotonic()
-        cached = self._meta_cache.get(dataset_id)
-        if cached is not None and now - cached[0] < _META_TTL_S:
-            return cached[1]
         table = self.t["datasets"]
         with self._reader.connect() as conn:
             row = conn.execute(select(table).where(table.c.id == dataset_id)).mappings().first()
+        return self._remember_meta(dataset_id, now, row)
+
+    def _remember_meta(self, dataset_id: str, read_at: float, row: Any) -> DatasetMeta:
+        """The metadata of a ``datasets`` row read at ``read_at`` (monotonic), kept for
+        :meth:`get_dataset_meta`; NotFound when there was no row."""
         if row is None:
             self._meta_cache.pop(dataset_id, None)
             raise NotFound("dataset", dataset_id)
         meta = self._meta(row)
-        self._meta_cache[dataset_id] = (now, meta)
+        self._meta_cache[dataset_id] = (read_at, meta)
         return meta
+
+    def fresh_dataset_meta(self, dataset_id: str) -> DatasetMeta | None:
+        cached = self._meta_cache.get(dataset_id)
+        if cached is not None and time.monotonic() - cached[0] < _META_TTL_S:
+            return cached[1]
+        return None
 
     def load_dataset(self, dataset_id: str) -> Dataset:
         meta = self.get_dataset_meta(dataset_id)
@@ -315,21 +326,21 @@ class SqlStore(Store):
             )
         return len(sites)
 
-    def area_codes_in_bbox(
+    def area_positions_in_bbox(
         self, dataset_id: str, bbox: tuple[float, float, float, float]
     ) -> np.ndarray:
         table = self.t["areas"]
         with self._reader.connect() as conn:
-            codes = (
+            positions = (
                 conn.execute(
-                    select(table.c.area_code).where(
-                        (table.c.dataset_id == dataset_id) & self._bbox_clause(table, bbox)
-                    )
+                    select(table.c.idx)
+                    .where((table.c.dataset_id == dataset_id) & self._bbox_clause(table, bbox))
+                    .order_by(table.c.idx)
                 )
                 .scalars()
                 .all()
             )
-        return np.asarray(codes, dtype=object)
+        return np.asarray(positions, dtype=np.int64)
 
     # --- results -------------------------------------------------------------
     def save_result(self, dataset_id: str, key: str, parts: dict[str, bytes]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,43 +41,58 @@ class SqliteStore(SqlStore):
             cursor.close()
 
         super().__init__(engine, build_metadata(None))
-        self._bbox_index: dict[str, tuple[np.ndarray, shapely.STRtree]] = {}
+        self._bbox_index: dict[str, _EnvelopeIndex] = {}
         self._bbox_lock = threading.Lock()
 
-    def area_codes_in_bbox(
+    def area_positions_in_bbox(
         self, dataset_id: str, bbox: tuple[float, float, float, float]
     ) -> np.ndarray:
-        """Codes of the areas whose bounding box meets ``bbox``, from an in-memory R-tree
-        of the dataset's area envelopes (plain SQLite has no spatial index; areas never
-        change after an import, so the tree is built once per dataset)."""
-        entry = self._bbox_index.get(dataset_id)
-        if entry is None:
-            with self._bbox_lock:
-                entry = self._bbox_index.get(dataset_id)
-                if entry is None:
-                    entry = self._build_bbox_index(dataset_id)
-                    self._bbox_index[dataset_id] = entry
-        codes, tree = entry
-        hits = tree.query(shapely.box(*bbox))
-        return codes[np.sort(hits)]
+        return self._envelopes(dataset_id).positions_in(bbox)
 
-    def _build_bbox_index(self, dataset_id: str) -> tuple[np.ndarray, shapely.STRtree]:
+    def _envelopes(self, dataset_id: str) -> _EnvelopeIndex:
+        """The in-memory R-tree of the dataset's area envelopes (plain SQLite has no
+        spatial index; areas never change after an import, so the tree is built once
+        per dataset)."""
+        index = self._bbox_index.get(dataset_id)
+        if index is None:
+            with self._bbox_lock:
+                index = self._bbox_index.get(dataset_id)
+                if index is None:
+                    index = self._build_bbox_index(dataset_id)
+                    self._bbox_index[dataset_id] = index
+        return index
+
+    def _build_bbox_index(self, dataset_id: str) -> _EnvelopeIndex:
         table = self.t["areas"]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(table.c.area_code, table.c.minx, table.c.miny, table.c.maxx, table.c.maxy)
+                select(table.c.idx, table.c.minx, table.c.miny, table.c.maxx, table.c.maxy)
                 .where(table.c.dataset_id == dataset_id)
                 .order_by(table.c.idx)
             ).all()
-        codes = np.asarray([r[0] for r in rows], dtype=object)
         bounds = np.asarray([r[1:] for r in rows], dtype=float).reshape(-1, 4)
-        return codes, shapely.STRtree(
-            shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+        return _EnvelopeIndex(
+            positions=np.asarray([r[0] for r in rows], dtype=np.int64),
+            tree=shapely.STRtree(
+                shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+            ),
         )
 
     def forget_dataset(self, dataset_id: str) -> None:
         super().forget_dataset(dataset_id)
         self._bbox_index.pop(dataset_id, None)
+
+
+@dataclass(frozen=True)
+class _EnvelopeIndex:
+    """A dataset's area positions, in import order, and an R-tree of their envelopes."""
+
+    positions: np.ndarray
+    tree: shapely.STRtree
+
+    def positions_in(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """Positions, sorted, of the areas whose envelope meets ``bbox``."""
+        return self.positions[np.sort(self.tree.query(shapely.box(*bbox)))]
 
 
 def _switch_to_wal(cursor: Any, *, wait_s: float = 60.0) -> None:

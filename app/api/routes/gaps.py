@@ -5,11 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.analysis import PublishedTable, gap_result, is_cached, published_table
 from app.api.deps import Reader, ServicesDep, visible_dataset
+from app.api.gap_reads import (
+    GapQuery,
+    GapReader,
+    check_group,
+    gap_reader,
+    parse_bbox,
+    warm_rows,
+)
+from app.auth import Principal
 from app.errors import ApiProblem
 from app.publish import (
     csv_bytes,
@@ -43,53 +53,6 @@ def gap_params(target: float, min_shortfall: int) -> GapParams:
     return GapParams(target=target, min_shortfall=min_shortfall)
 
 
-def parse_bbox(raw: str | None, max_side: float) -> tuple[float, float, float, float] | None:
-    """``minx,miny,maxx,maxy`` in WGS84 degrees, or a 422 listing what is wrong."""
-    if raw is None:
-        return None
-    parts = raw.split(",")
-    errors: list[dict[str, Any]] = []
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(np.isfinite(values)):
-        errors.append(
-            {
-                "loc": ["query", "bbox"],
-                "msg": "bbox must be four numbers: minx,miny,maxx,maxy (WGS84 lon/lat)",
-            }
-        )
-    else:
-        minx, miny, maxx, maxy = values
-        if not (
-            -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
-        ):
-            errors.append(
-                {
-                    "loc": ["query", "bbox"],
-                    "msg": "bbox coordinates must be longitudes in [-180, 180] and latitudes in [-90, 90]",
-                }
-            )
-        if minx >= maxx or miny >= maxy:
-            errors.append(
-                {"loc": ["query", "bbox"], "msg": "bbox must have minx < maxx and miny < maxy"}
-            )
-        if maxx - minx > max_side or maxy - miny > max_side:
-            errors.append(
-                {"loc": ["query", "bbox"], "msg": f"bbox sides must be at most {max_side} degrees"}
-            )
-    if errors:
-        raise ApiProblem(
-            422,
-            "Invalid request",
-            "The bbox parameter is invalid.",
-            kind="invalid-request",
-            errors=errors,
-        )
-    return tuple(values)  # type: ignore[return-value]
-
-
 def _result_or_job(
     services: Services, request: Request, principal: Any, dataset_id: str, params: GapParams
 ) -> GapResult | Response:
@@ -119,36 +82,6 @@ def _result_or_job(
     return gap_result(services, dataset_id, params)
 
 
-def check_group(result: GapResult, group: str | None, group_value: str | None) -> None:
-    """A 422 naming what exists when the breakdown or group asked for does not."""
-    if group is None:
-        return
-    if group not in result.group_tables:
-        available = ", ".join(sorted(result.group_tables)) or "none (the uptake has no breakdown)"
-        raise ApiProblem(
-            422,
-            "Invalid request",
-            f"The dataset has no '{group}' breakdown.",
-            kind="invalid-request",
-            errors=[{"loc": ["query", "group"], "msg": f"available breakdowns: {available}"}],
-        )
-    if group_value is not None:
-        values = result.group_tables[group]["group_value"].astype(str)
-        if not (values == group_value).any():
-            raise ApiProblem(
-                422,
-                "Invalid request",
-                f"No '{group}' group called {group_value!r}.",
-                kind="invalid-request",
-                errors=[
-                    {
-                        "loc": ["query", "group_value"],
-                        "msg": f"values: {', '.join(sorted(values.unique())[:50])}",
-                    }
-                ],
-            )
-
-
 def select_rows(
     services: Services,
     dataset_id: str,
@@ -159,13 +92,16 @@ def select_rows(
     group_value: str | None = None,
     flag: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
+    area_positions: np.ndarray | None = None,
 ) -> tuple[PublishedTable, np.ndarray]:
     """The published table and the positions of its rows matching the filters (the
-    bbox is answered by the store: an index in PostGIS, bbox columns in SQLite)."""
+    bbox is answered by the store: a GiST index in PostGIS, an R-tree of envelopes in
+    SQLite), unless the areas in ``bbox`` were already read (``area_positions``)."""
     check_group(result, group, group_value)
     table = published_table(services, dataset_id, params, group, result)
-    codes = services.store.area_codes_in_bbox(dataset_id, bbox) if bbox is not None else None
-    return table, table.select(flag=flag, codes=codes, group_value=group_value)
+    if bbox is not None and area_positions is None:
+        area_positions = services.store.area_positions_in_bbox(dataset_id, bbox)
+    return table, table.select(flag=flag, area_positions=area_positions, group_value=group_value)
 
 
 @router.get(
@@ -176,11 +112,11 @@ def select_rows(
         202: {"description": "computing as a job; poll the Location"},
     },
 )
-def get_gaps(
+async def get_gaps(
     dataset_id: str,
     request: Request,
     services: ServicesDep,
-    principal: Reader,
+    reader: Annotated[GapReader, Depends(gap_reader)],
     target: TargetQ = 0.8,
     min_shortfall: MinShortfallQ = 10,
     bbox: Annotated[
@@ -212,28 +148,61 @@ def get_gaps(
                 {"loc": ["query", "limit"], "msg": f"at most {services.settings.limits.max_page}"}
             ],
         )
-    box = parse_bbox(bbox, services.settings.limits.max_bbox_deg)
-    params = gap_params(target, min_shortfall)
-    outcome = _result_or_job(services, request, principal, dataset_id, params)
+    query = GapQuery(
+        dataset_id,
+        gap_params(target, min_shortfall),
+        target,
+        parse_bbox(bbox, services.settings.limits.max_bbox_deg),
+        flag,
+        group,
+        group_value,
+        limit,
+        offset,
+        format,
+    )
+    area_positions = reader.positions_for(query.bbox)
+    warm = await warm_rows(services, reader.principal, query, area_positions)
+    if warm is not None:
+        return _page(*warm, query)
+    return await run_in_threadpool(
+        _gaps, services, request, reader.principal, query, area_positions
+    )
+
+
+def _gaps(
+    services: Services,
+    request: Request,
+    principal: Principal,
+    query: GapQuery,
+    area_positions: np.ndarray | None,
+) -> Response:
+    """The gap table the ordinary way (in a worker thread): the analysis and published
+    table loaded or computed as needed, or a 202 job for a large dataset."""
+    outcome = _result_or_job(services, request, principal, query.dataset_id, query.params)
     if isinstance(outcome, Response):
         return outcome
     table, rows = select_rows(
         services,
-        dataset_id,
-        params,
+        query.dataset_id,
+        query.params,
         outcome,
-        group=group,
-        group_value=group_value,
-        flag=flag,
-        bbox=box,
+        group=query.group,
+        group_value=query.group_value,
+        flag=query.flag,
+        bbox=query.bbox,
+        area_positions=area_positions,
     )
-    page = rows[offset : offset + limit]
-    if format == "csv":
+    return _page(table, rows, query)
+
+
+def _page(table: PublishedTable, rows: np.ndarray, query: GapQuery) -> Response:
+    page = rows[query.offset : query.offset + query.limit]
+    if query.format == "csv":
         return Response(
             csv_bytes(table.frame.iloc[page]),
             media_type="text/csv",
             headers={
-                "Content-Disposition": f'attachment; filename="gaps-{dataset_id[:8]}.csv"',
+                "Content-Disposition": f'attachment; filename="gaps-{query.dataset_id[:8]}.csv"',
                 "X-Total-Count": str(len(rows)),
             },
         )
@@ -241,7 +210,7 @@ def get_gaps(
         table.geometry[page],
         table.properties[page],
         total=len(rows),
-        extra={"target": target, "limit": limit, "offset": offset},
+        extra={"target": query.target, "limit": query.limit, "offset": query.offset},
     )
     return Response(body, media_type=GEOJSON)
 
