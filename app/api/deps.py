@@ -13,18 +13,20 @@ from app.settings import Settings
 from app.store.base import DatasetMeta, NotFound, Store
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency
+# in its thread pool, a hop (and a wait for the GIL) on every request for nothing.
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_store(services: ServicesDep) -> Store:
+async def get_store(services: ServicesDep) -> Store:
     return services.store
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
@@ -46,7 +48,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def _needs(role: str):  # type: ignore[no-untyped-def]
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         require_role(principal, role)  # type: ignore[arg-type]
         return principal
 
