@@ -1,21 +1,24 @@
 """Load benchmark: street-level bbox gap queries against a real server, on each backend.
 
-Run ``python bench/bench_load.py`` (60 s per backend) or ``--quick`` (10 s per backend).
-Prints figures; not a test. Loopback only, bounded in time and requests.
+Run ``python bench/bench_load.py`` (60 s per backend), ``--seconds 20`` while iterating,
+or ``--quick`` (10 s per backend). Prints figures; not a test. Loopback only, bounded in
+time and requests.
 
 For each backend (embedded SQLite and, when a server answers, PostGIS in a schema of its
 own that is dropped afterwards) the benchmark loads the demo city (2,000 areas, seed 42)
-into a new database, starts ``uvicorn app.main:create_app --factory`` (one process, as
-``outreach serve`` runs) on a free loopback port, warms the gap analysis with one
-request, then runs ``--clients`` concurrent clients (httpx, asyncio) for ``--duration``
-seconds. Each request is ``GET /v1/datasets/{id}/gaps?bbox=…&format=geojson`` for a
+into a new database, starts ``uvicorn app.main:create_app --factory --workers N`` (one
+worker per core by default, as deployed) on a free loopback port, warms every worker's
+gap analysis, then drives ``--clients`` concurrent connections for ``--seconds`` with
+``wrk`` (C; Debian's ``wrk`` package), or with the Python httpx client when wrk is
+missing. Each request is ``GET /v1/datasets/{id}/gaps?bbox=…&format=geojson`` for a
 random box of ~500 m × 500 m (street-level zoom) inside the city, with a viewer key.
 Reported: requests, throughput, latency p50/p95/p99 (ms, measured by the client,
 queueing included), errors (non-200 or transport), mean features per response, and
-the CPU used by the server process and by the clients (Linux ``/proc``): with 50 clients
-always waiting for an answer, latency ≈ 50 / throughput, and throughput is bounded by
-the server's CPU per request — the figure to improve. Run it on an otherwise idle
-machine: the clients share its cores with the server.
+the CPU used by the server processes (Linux ``/proc``): with 50 clients always waiting
+for an answer, latency ≈ 50 / throughput, and throughput is bounded by the server's CPU
+per request — the figure to improve. The load generator, the server and (for PostGIS)
+the database share the machine's cores, so anything else running skews the figures:
+the machine's load is printed before each run; compare runs made back to back.
 Target (issue 6): p95 ≤ 100 ms, zero errors.
 """
 
@@ -454,6 +457,26 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_load() -> str:
+    """Load average and how busy the cores were over the last second (Linux ``/proc``):
+    a figure measured while something else ran is not comparable."""
+    try:
+        loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+        def busy_idle() -> tuple[int, int]:
+            ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            return sum(ticks) - idle, idle
+
+        busy0, idle0 = busy_idle()
+        time.sleep(1.0)
+        busy1, idle1 = busy_idle()
+    except (OSError, ValueError, IndexError):
+        return "unknown (no /proc)"
+    share = (busy1 - busy0) / max(busy1 - busy0 + idle1 - idle0, 1)
+    return f"load average {loadavg}, cores {share:.0%} busy"
+
+
 def _own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -477,7 +500,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="10 s per backend")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per backend")
+    parser.add_argument(
+        "--seconds",
+        "--duration",
+        dest="duration",
+        metavar="S",
+        type=float,
+        default=60.0,
+        help="per backend",
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per backend")
     parser.add_argument("--backend", choices=("sqlite", "postgis", "both"), default="both")
@@ -519,6 +550,7 @@ def main() -> int:
                     print(f"== postgis: skipped, no PostGIS at {args.postgis_url} ({reason})")
                     continue
             print(f"== {backend}: {args.clients} clients for {duration:.0f} s", flush=True)
+            print(f"  machine before the run: {_machine_load()}", flush=True)
             figures = bench_backend(
                 backend,
                 Path(demo),
