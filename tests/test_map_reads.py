@@ -79,11 +79,10 @@ def _sql(url: str, statement: str, **params: Any) -> Any:
 
 
 @pytest.mark.postgis
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
 def test_postgis_bbox_read_uses_the_gist_index(store, demo_dataset) -> None:  # type: ignore[no-untyped-def]
     """The bbox is answered by the database's spatial index, also with the generic plan
     a prepared statement settles on."""
-    if store.kind != "postgis":
-        pytest.skip("PostGIS only")
     from psycopg import sql
 
     from app.store import _pg_reads
@@ -189,10 +188,9 @@ def test_bbox_requests_on_the_hot_path(map_app, demo_dataset, monkeypatch) -> No
 
 
 @pytest.mark.postgis
+@pytest.mark.parametrize("map_app", ["postgis"], indirect=True)
 def test_postgis_reads_recover_from_terminated_connections(map_app, demo_dataset) -> None:  # type: ignore[no-untyped-def]
     client, store, dataset_id, keys, url = map_app
-    if store.kind != "postgis":
-        pytest.skip("PostGIS only")
     secret = keys["north"][1]
     path = f"/v1/datasets/{dataset_id}/gaps"
     box = ",".join(map(str, _box(demo_dataset)))
