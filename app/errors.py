@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.store.base import Conflict, NotFound, SchemaMismatch
+from app.store.base import Conflict, NotFound, SchemaMismatch, StoreBusy
 from geo._errors import InfeasibleError, InputError, ParameterError
 
 PROBLEM_JSON = "application/problem+json"
@@ -153,6 +153,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return problem_response(
             409, "Conflict", str(exc), kind="conflict", instance=request.url.path
+        )
+
+    @app.exception_handler(StoreBusy)
+    async def _busy(request: Request, exc: StoreBusy) -> JSONResponse:
+        return problem_response(
+            503,
+            "Database busy",
+            f"{exc} Nothing was changed; try again in a moment.",
+            kind="database-busy",
+            headers={"Retry-After": "1"},
+            instance=request.url.path,
         )
 
     @app.exception_handler(SchemaMismatch)

@@ -207,3 +207,42 @@ def test_postgis_reads_recover_from_terminated_connections(map_app, demo_dataset
     assert client.get(path, params={"bbox": box}, headers=auth(secret)).status_code == 200
     assert client.get(f"/v1/datasets/{dataset_id}", headers=auth(secret)).status_code == 200
     assert store.find_key(hash_key(secret)) is not None
+
+
+@pytest.mark.postgis
+@pytest.mark.parametrize("map_app", ["postgis"], indirect=True)
+def test_a_stuck_hot_read_is_cancelled_not_waited_for(map_app, demo_dataset) -> None:  # type: ignore[no-untyped-def]
+    """A read stuck behind a lock is cancelled by the server after the statement timeout:
+    that request gets a 503 problem with Retry-After, and the same connection serves the
+    next request once the lock is gone."""
+    import time
+
+    from app.store._pg_reads import HotReads
+    from app.store.base import StoreBusy
+
+    client, store, dataset_id, keys, url = map_app
+    secret = keys["north"][1]
+    path = f"/v1/datasets/{dataset_id}/gaps"
+    params = {"bbox": ",".join(map(str, _box(demo_dataset)))}
+    assert client.get(path, params=params, headers=auth(secret)).status_code == 200
+    store._hot.close()
+    store._hot = HotReads(store.engine, {}, statement_timeout_ms=300)
+    locker = sa.create_engine(url)
+    try:
+        with locker.connect() as conn:
+            conn.execute(sa.text("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE"))
+            began = time.perf_counter()
+            stuck = client.get(path, params=params, headers=auth(secret))
+            waited = time.perf_counter() - began
+            with pytest.raises(StoreBusy):
+                store._hot.find_key(hash_key(secret))
+            conn.rollback()
+    finally:
+        locker.dispose()
+    assert stuck.status_code == 503, stuck.text
+    assert stuck.headers["retry-after"] == "1"
+    assert stuck.headers["content-type"] == "application/problem+json"
+    assert stuck.json()["title"] == "Database busy"
+    assert waited < 3.0  # cancelled after 0.3 s, not retried; the lock was held throughout
+    assert client.get(path, params=params, headers=auth(secret)).status_code == 200
+    assert store._hot.find_key(hash_key(secret)) is not None

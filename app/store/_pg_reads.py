@@ -35,6 +35,8 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine
 
+from app.store.base import StoreBusy
+
 #: The columns of a key record, as :meth:`app.store.base.Store.find_key` returns them.
 KEY_COLUMNS = ("id", "key_hash", "prefix", "role", "org", "name", "created_at", "revoked_at")
 _KEY_SELECT = ", ".join(f"k.{c}" for c in KEY_COLUMNS)
@@ -68,8 +70,16 @@ _DATASET = (
     f"SELECT {', '.join(f'd.{c}' for c in DATASET_COLUMNS)} FROM datasets AS d WHERE d.id = %s"
 )
 Bbox = tuple[float, float, float, float]
+_TIMED_OUT = "The database did not answer within the statement timeout."
 Rows = list[tuple[Any, ...]]
 KeyAndAreas = tuple[dict[str, Any] | None, np.ndarray | None]
+
+
+#: A hot read is one indexed lookup, well under a millisecond. One still running after
+#: this long is stuck (e.g. behind a lock taken by a migration or a manual session) and,
+#: with one connection per event loop, would hold up every map request of its worker, so
+#: the server cancels it and that request alone gets a 503 (Retry-After) instead.
+STATEMENT_TIMEOUT_MS = 5_000
 
 
 class HotReads:
@@ -87,6 +97,9 @@ class HotReads:
         only add server processes competing for its cores.
     per_loop
         Connections for the async reads of each event loop (see the module notes).
+    statement_timeout_ms
+        The server cancels a read still running after this long (see
+        :data:`STATEMENT_TIMEOUT_MS`); the caller gets :class:`StoreBusy`.
     """
 
     def __init__(
@@ -96,11 +109,23 @@ class HotReads:
         *,
         blocking: int = 4,
         per_loop: int = 1,
+        statement_timeout_ms: float = STATEMENT_TIMEOUT_MS,
     ):
         _args, params = engine.dialect.create_connect_args(engine.url)
         params.pop("context", None)  # SQLAlchemy's type adapters: plain psycopg ones here
+        # libpq startup options from the URL and from connect_args (a search_path), plus
+        # the statement timeout, which the server enforces.
+        options = " ".join(
+            o
+            for o in (
+                params.pop("options", None),
+                connect_args.get("options"),
+                f"-cstatement_timeout={int(statement_timeout_ms)}",
+            )
+            if o
+        )
         # Autocommit: a single read needs no transaction (no BEGIN/ROLLBACK round trips).
-        self._params = {**params, **connect_args, "autocommit": True}
+        self._params = {**params, **connect_args, "options": options, "autocommit": True}
         self._per_loop = per_loop
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._lock = threading.Lock()
@@ -162,6 +187,11 @@ class HotReads:
                 conn = psycopg.connect(**self._params)
             try:
                 rows = conn.execute(query, params, prepare=True).fetchall()
+            except psycopg.errors.QueryCanceled as exc:
+                # The statement timeout: the connection is fine, the read is not retried.
+                with self._lock:
+                    self._idle.append(conn)
+                raise StoreBusy(_TIMED_OUT) from exc
             except psycopg.Error:
                 conn.close()
                 conn = psycopg.connect(**self._params)
@@ -186,6 +216,9 @@ class HotReads:
             try:
                 cursor = await conn.execute(query, params, prepare=True)
                 rows = await cursor.fetchall()
+            except psycopg.errors.QueryCanceled as exc:
+                pool.idle.append(conn)
+                raise StoreBusy(_TIMED_OUT) from exc
             except psycopg.Error:
                 await self._discard_async(conn)
                 conn = await self._connect_async()

@@ -34,6 +34,10 @@ class SchemaMismatch(StoreError):
     """The database was created by another version of the schema."""
 
 
+class StoreBusy(StoreError):
+    """The database did not answer a read in time (it was cancelled); try again shortly."""
+
+
 @dataclass(frozen=True)
 class DatasetMeta:
     """What the API returns for a dataset."""
