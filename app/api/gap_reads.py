@@ -155,10 +155,7 @@ async def warm_rows(
         return None
     # Refreshed on the loop when it expires: sending every request of that moment to
     # worker threads instead stalled some for seconds (GIL contention) every 2 s.
-    store = services.store
-    meta = store.fresh_dataset_meta(query.dataset_id) or await store.get_dataset_meta_async(
-        query.dataset_id
-    )
+    meta = await services.store.get_dataset_meta_async(query.dataset_id)
     if not principal.can_see(meta.org):
         raise NotFound("dataset", query.dataset_id)
     cached = cached_published_table(services, query.dataset_id, query.params, query.group)

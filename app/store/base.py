@@ -172,6 +172,10 @@ class Store(ABC):
         )
 
     async def get_dataset_meta_async(self, dataset_id: str) -> DatasetMeta:
+        # A fresh copy is returned on the loop; only a read goes to a worker thread.
+        fresh = self.fresh_dataset_meta(dataset_id)
+        if fresh is not None:
+            return fresh
         return await anyio.to_thread.run_sync(self.get_dataset_meta, dataset_id)
 
     def fresh_dataset_meta(self, dataset_id: str) -> DatasetMeta | None:

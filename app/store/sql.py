@@ -50,17 +50,6 @@ class SqlStore(SqlRecords, Store):
     def _geom_read(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return column
 
-    def _bbox_clause(
-        self, table: Table, bbox: tuple[float, float, float, float]
-    ) -> ColumnElement[bool]:
-        minx, miny, maxx, maxy = bbox
-        return (
-            (table.c.maxx >= minx)
-            & (table.c.minx <= maxx)
-            & (table.c.maxy >= miny)
-            & (table.c.miny <= maxy)
-        )
-
     def _prepare_schema(self) -> None:
         """Create extensions or other prerequisites before the tables."""
 
@@ -325,22 +314,6 @@ class SqlStore(SqlRecords, Store):
                 delete(self.t["results"]).where(self.t["results"].c.dataset_id == dataset_id)
             )
         return len(sites)
-
-    def area_positions_in_bbox(
-        self, dataset_id: str, bbox: tuple[float, float, float, float]
-    ) -> np.ndarray:
-        table = self.t["areas"]
-        with self._reader.connect() as conn:
-            positions = (
-                conn.execute(
-                    select(table.c.idx)
-                    .where((table.c.dataset_id == dataset_id) & self._bbox_clause(table, bbox))
-                    .order_by(table.c.idx)
-                )
-                .scalars()
-                .all()
-            )
-        return np.asarray(positions, dtype=np.int64)
 
     def close(self) -> None:
         self.engine.dispose()
